@@ -1,0 +1,90 @@
+"""blayers_core: protocols, the plugin registry and the minibatch training runner.
+
+Components are looked up by name through the plugin registry::
+
+    from blayers_core import fit, layer, link
+
+    adaptive, gaussian = layer("adaptive"), link("gaussian")
+
+    def model(x, y=None):
+        return gaussian(adaptive("mu", x), y)
+
+    result = fit(model, x=x, y=y, batch_size=256, num_epochs=100)
+
+blayers_core never imports a plugin; the first-party layers, links, losses, guides and optimizers
+are found through the same entry-point group as third-party ones.
+"""
+
+from blayers_core.data import SplitData, split_rows_and_constants
+from blayers_core.errors import (
+    AmbiguousComponentError,
+    ComponentNotFoundError,
+    DataError,
+    PluginError,
+    PluginWarning,
+)
+from blayers_core.fit import fit
+from blayers_core.hookspecs import ENTRY_POINT_GROUP, hookimpl
+from blayers_core.minibatch import BatchSchedule, multiply_scale, padded_rows
+from blayers_core.protocols import (
+    GuideFactory,
+    Layer,
+    Link,
+    Loss,
+    MinibatchLoss,
+    OptimizerFactory,
+)
+from blayers_core.registry import (
+    Component,
+    PluginFailure,
+    Registry,
+    components,
+    get_registry,
+    guide,
+    layer,
+    link,
+    loss,
+    optimizer,
+    plugin_failures,
+)
+from blayers_core.results import FitResult, Predictions, Summary
+from blayers_core.runner import svi_run_batched
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "AmbiguousComponentError",
+    "BatchSchedule",
+    "Component",
+    "ComponentNotFoundError",
+    "DataError",
+    "FitResult",
+    "GuideFactory",
+    "Layer",
+    "Link",
+    "Loss",
+    "MinibatchLoss",
+    "OptimizerFactory",
+    "PluginError",
+    "PluginFailure",
+    "PluginWarning",
+    "Predictions",
+    "Registry",
+    "SplitData",
+    "Summary",
+    "components",
+    "fit",
+    "get_registry",
+    "guide",
+    "hookimpl",
+    "layer",
+    "link",
+    "loss",
+    "multiply_scale",
+    "optimizer",
+    "padded_rows",
+    "plugin_failures",
+    "split_rows_and_constants",
+    "svi_run_batched",
+]

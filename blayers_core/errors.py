@@ -1,0 +1,29 @@
+"""Exceptions and warnings raised by blayers_core."""
+
+from __future__ import annotations
+
+
+class ComponentNotFoundError(LookupError):
+    """No registered component of that kind has that name."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a dict key
+        return str(self.args[0]) if self.args else ""
+
+
+class AmbiguousComponentError(LookupError):
+    """A bare name is registered by several plugins: use a qualified ``plugin:name``."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginError(RuntimeError):
+    """A plugin, or one of its components, failed to load or broke its protocol."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin or component was skipped; the message names it and says why."""
+
+
+class DataError(ValueError):
+    """An argument of ``fit``/``predict`` is unusable as data (wrong shape, dtype or values)."""

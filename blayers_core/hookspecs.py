@@ -1,0 +1,72 @@
+"""The plugin hooks: one per component kind, each handed a ``register`` callback.
+
+A plugin is any module (or object) named by an entry point in the ``blayers.plugins`` group. It
+implements some of these hooks with :data:`hookimpl`::
+
+    from blayers_core import hookimpl
+
+    @hookimpl
+    def register_layers(register):
+        register("my_layer", MyLayer, description="x @ beta with a Student-t prior")
+
+``register(name, factory, *, description=None)`` records one component. ``factory(**config)``
+builds it: a class (attrs classes validate their arguments there) or a function. The description
+defaults to the first line of the factory's docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pluggy
+
+PROJECT_NAME = "blayers"
+#: The entry-point group that first-party and third-party plugins alike are found through.
+ENTRY_POINT_GROUP = "blayers.plugins"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class Register(Protocol):
+    """The callback a hook receives: ``register(name, factory, *, description=None)``."""
+
+    def __call__(
+        self, name: str, factory: Callable[..., Any], *, description: str | None = None
+    ) -> None: ...
+
+
+@hookspec
+def register_layers(register: Register) -> None:
+    """Register layer factories: ``factory(**config)`` returns a :class:`~blayers_core.Layer`."""
+
+
+@hookspec
+def register_links(register: Register) -> None:
+    """Register link factories: ``factory(**config)`` returns a :class:`~blayers_core.Link`."""
+
+
+@hookspec
+def register_losses(register: Register) -> None:
+    """Register loss factories: ``factory(**config)`` returns a :class:`~blayers_core.Loss`."""
+
+
+@hookspec
+def register_guides(register: Register) -> None:
+    """Register guide factories: ``factory(model, **config)`` returns a NumPyro guide."""
+
+
+@hookspec
+def register_optimizers(register: Register) -> None:
+    """Register optimizer factories: ``factory(learning_rate, **config)`` returns optax."""
+
+
+#: Hook name for each component kind.
+HOOK_FOR_KIND = {
+    "layer": "register_layers",
+    "link": "register_links",
+    "loss": "register_losses",
+    "guide": "register_guides",
+    "optimizer": "register_optimizers",
+}

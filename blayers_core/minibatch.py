@@ -1,0 +1,161 @@
+"""Which rows make up each minibatch, and how padded rows are kept out of the loss.
+
+Schedule
+--------
+With ``n`` rows and batch size ``B`` an epoch has ``S = ceil(n / B)`` steps over ``S * B`` *slots*;
+the ``S * B - n`` slots past the data are padding. Slots are grouped in blocks of ``b`` consecutive
+slots (``b`` divides ``B``). Epoch ``e`` visits block ``j`` in position
+
+    pi_e(j) = (a_e * j + c_e) mod (S * B / b),       gcd(a_e, S * B / b) = 1,
+
+an affine bijection drawn afresh every epoch from the key ``fold_in(key, e)``. So every row is seen
+exactly once per epoch, batch composition changes from epoch to epoch, and each step needs only
+``O(B)`` work (no ``O(n)`` permutation on the device). Rows are shuffled once on the host before
+training so that the blocks themselves are random.
+
+Padding
+-------
+A batch always has ``B`` slots, so the training step compiles once. Padding slots point at a real
+row (so every value is finite) and are masked out of every observed site by :class:`padded_rows`,
+which also rescales the real rows by ``B / n_real``: the batch counts as ``B`` rows, each real row
+weighing ``B / n_real``. A minibatch loss then multiplies by ``N / B`` as usual.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.primitives import Messenger
+
+from blayers_core._typing import Array
+
+
+def _block_size(batch_size: int, preferred: int = 16) -> int:
+    """Largest power of two ``<= preferred`` that divides ``batch_size``."""
+    block = 1
+    while block * 2 <= preferred and batch_size % (block * 2) == 0:
+        block *= 2
+    return block
+
+
+def _units_mod(m: int) -> np.ndarray:
+    """The integers in ``[1, m)`` coprime to ``m`` (``[1]`` when ``m == 1``)."""
+    if m == 1:
+        return np.ones(1, dtype=np.int32)
+    candidates = np.arange(1, m, dtype=np.int64)
+    units: np.ndarray = candidates[np.gcd(candidates, m) == 1].astype(np.int32)
+    return units
+
+
+@attrs.frozen
+class BatchSchedule:
+    """Row indices and masks for every step of a minibatch run.
+
+    Args:
+        num_rows: ``n``, rows in the data.
+        batch_size: ``B``, slots per batch (``1 <= B``; ``B >= n`` means one full batch a step).
+        shuffle: draw a new block order every epoch (``False``: rows in order).
+    """
+
+    num_rows: int = attrs.field(validator=attrs.validators.gt(0))
+    batch_size: int = attrs.field(validator=attrs.validators.gt(0))
+    shuffle: bool = True
+    block_size: int = attrs.field(init=False)
+    units: np.ndarray = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.batch_size > self.num_rows:
+            object.__setattr__(self, "batch_size", self.num_rows)
+        object.__setattr__(self, "block_size", _block_size(self.batch_size))
+        object.__setattr__(self, "units", _units_mod(self.num_blocks))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.num_rows / self.batch_size)
+
+    @property
+    def num_slots(self) -> int:
+        return self.steps_per_epoch * self.batch_size
+
+    @property
+    def num_blocks(self) -> int:
+        return self.num_slots // self.block_size
+
+    @property
+    def is_full_batch(self) -> bool:
+        """One batch holds every row in order: no gather, no padding."""
+        return self.batch_size == self.num_rows
+
+    @property
+    def has_padding(self) -> bool:
+        return self.num_slots != self.num_rows
+
+    def indices(self, step: Array | int, key: Array) -> tuple[Array, Array]:
+        """Row indices ``(B,)`` int32 and real-row mask ``(B,)`` bool for global ``step``.
+
+        Traceable: ``step`` may be a traced integer.
+        """
+        step = jnp.asarray(step, dtype=jnp.int32)
+        epoch = step // self.steps_per_epoch
+        within = step % self.steps_per_epoch
+        slots = within * self.batch_size + jnp.arange(self.batch_size, dtype=jnp.int32)
+        block, offset = slots // self.block_size, slots % self.block_size
+        if self.shuffle and self.num_blocks > 1:
+            k_a, k_c = jax.random.split(jax.random.fold_in(key, epoch))
+            units = jnp.asarray(self.units)
+            a = units[jax.random.randint(k_a, (), 0, units.shape[0])]
+            c = jax.random.randint(k_c, (), 0, self.num_blocks)
+            # int64-free modular product: a, block < num_blocks < 2**31 / 2 for realistic data.
+            block = (a.astype(jnp.uint32) * block.astype(jnp.uint32) + c.astype(jnp.uint32)) % (
+                jnp.uint32(self.num_blocks)
+            )
+            block = block.astype(jnp.int32)
+        slot = block * self.block_size + offset
+        mask = slot < self.num_rows
+        rows = jnp.where(mask, slot, slot - self.num_rows)  # padding points at a real row
+        return rows, mask
+
+
+class padded_rows(Messenger):  # type: ignore[misc]
+    """Mask padding rows out of every observed site and reweight the real rows by ``B / n_real``.
+
+    A site counts as having rows when the leading dimension of its batch shape is ``B``; other
+    observed sites (e.g. a summed ``numpyro.factor``) cannot be masked row by row, so a padded
+    batch raises for them instead of silently counting padding.
+
+    Args:
+        row_mask: ``(B,)`` bool, ``True`` for real rows.
+    """
+
+    def __init__(self, fn: Any = None, *, row_mask: Array) -> None:
+        self.row_mask = row_mask
+        self.batch_size = int(row_mask.shape[0])
+        super().__init__(fn)
+
+    def process_message(self, msg: Any) -> None:
+        if msg["type"] != "sample" or not msg["is_observed"]:
+            return
+        batch_shape = tuple(msg["fn"].batch_shape)
+        if not batch_shape or batch_shape[0] != self.batch_size:
+            raise ValueError(
+                f"observed site {msg['name']!r} has batch shape {batch_shape}, which has no "
+                f"leading row dimension of size {self.batch_size}, so the padded rows of the "
+                "last minibatch cannot be masked out of it. Give the site one value per row, "
+                "or choose a batch_size that divides the number of rows."
+            )
+        mask = self.row_mask.reshape((self.batch_size,) + (1,) * (len(batch_shape) - 1))
+        msg["fn"] = msg["fn"].mask(mask)
+        multiply_scale(msg, self.batch_size / jnp.sum(self.row_mask))
+
+
+def multiply_scale(msg: Any, factor: Any) -> None:
+    """Multiply a sample site's log-density scale by ``factor``, as ``numpyro.handlers.scale``."""
+    msg["scale"] = factor if msg.get("scale") is None else factor * msg["scale"]
+    plate_to_scale = msg.setdefault("plate_to_scale", {})
+    previous = plate_to_scale.get(None)
+    plate_to_scale[None] = factor if previous is None else factor * previous

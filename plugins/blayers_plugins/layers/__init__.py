@@ -1,0 +1,22 @@
+"""First-party layers."""
+
+from blayers_plugins.layers._base import BaseLayer
+from blayers_plugins.layers.adaptive import AdaptiveLayer, FixedPriorLayer
+from blayers_plugins.layers.interactions import FMLayer, LowRankInteractionLayer
+
+#: Registered name -> layer class.
+LAYERS = {
+    "adaptive": AdaptiveLayer,
+    "fixed_prior": FixedPriorLayer,
+    "fm": FMLayer,
+    "lowrank_interaction": LowRankInteractionLayer,
+}
+
+__all__ = [
+    "LAYERS",
+    "AdaptiveLayer",
+    "BaseLayer",
+    "FMLayer",
+    "FixedPriorLayer",
+    "LowRankInteractionLayer",
+]
