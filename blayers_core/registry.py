@@ -167,25 +167,48 @@ class Registry:
         with self._lock:
             if self._loaded:
                 return
-            sources = (
-                list(self._sources())
-                if self._sources is not None
-                else _installed_plugin_sources(self._search_path)
-            )
-            sources.sort(key=lambda s: not s.first_party)  # reserved names known first
-            wanted = self._wanted_third_party(sources)
-            for source in sources:
-                if (
-                    source.first_party
-                    or wanted is None
-                    or {source.name, source.distribution} & wanted
-                ):
-                    self._load_plugin(source)
-                else:
-                    self._skipped_by_env.append(source.name)
-            self._loaded = True
+            notices: list[str] = []
+            try:
+                self._load_all(notices)
+            finally:
+                self._loaded = True  # even if a warning filter turns a notice into an error
+            for notice in notices:  # warned only once loading is complete and consistent
+                warnings.warn(notice, PluginWarning, stacklevel=4)
 
-    def _wanted_third_party(self, sources: Sequence[_PluginSource]) -> set[str] | None:
+    def _load_all(self, notices: list[str]) -> None:
+        sources = (
+            list(self._sources())
+            if self._sources is not None
+            else _installed_plugin_sources(self._search_path)
+        )
+        sources.sort(key=lambda s: not s.first_party)  # reserved names are known first
+        wanted = self._wanted_third_party(sources, notices)
+        owners: dict[str, str] = {}
+        for source in sources:
+            if not (
+                source.first_party or wanted is None or {source.name, source.distribution} & wanted
+            ):
+                self._skipped_by_env.append(source.name)
+            elif source.name in owners:
+                self._fail(
+                    PluginFailure(
+                        source.name,
+                        source.distribution,
+                        source.version,
+                        PluginError(
+                            f"the plugin name {source.name!r} is already taken by distribution "
+                            f"{owners[source.name]!r}; rename the entry point"
+                        ),
+                    )
+                )
+            else:
+                owners[source.name] = source.distribution
+                self._load_plugin(source)
+        notices.extend(f.describe() for f in self._failures)
+
+    def _wanted_third_party(
+        self, sources: Sequence[_PluginSource], notices: list[str]
+    ) -> set[str] | None:
         """Names allowed by ``BLAYERS_PLUGINS``; ``None`` means every plugin."""
         raw = self._environ.get(PLUGINS_ENV_VAR)
         if raw is None:
@@ -193,23 +216,27 @@ class Registry:
         wanted = {part.strip() for part in raw.split(",") if part.strip()}
         known = {s.name for s in sources} | {s.distribution for s in sources}
         for unknown in sorted(wanted - known):
-            warnings.warn(
+            notices.append(
                 f"{PLUGINS_ENV_VAR} names {unknown!r}, but no installed plugin or distribution "
-                f"has that name (installed: {sorted(known) or 'none'})",
-                PluginWarning,
-                stacklevel=4,
+                f"has that name (installed: {sorted(known) or 'none'})"
             )
         return wanted
 
     def _fail(self, failure: PluginFailure) -> None:
+        """Record a skipped plugin or component; it is warned about once loading completes."""
         self._failures.append(failure)
-        warnings.warn(failure.describe(), PluginWarning, stacklevel=5)
 
     def _load_plugin(self, source: _PluginSource) -> None:
         try:
             plugin = source.load()
             self._pm.register(plugin, name=source.name)
         except Exception as exc:  # an import error or invalid hook implementation
+            self._fail(PluginFailure(source.name, source.distribution, source.version, exc))
+            return
+        try:
+            self._pm.check_pending()  # a @hookimpl whose name matches no hook: a typo
+        except pluggy.PluginValidationError as exc:
+            self._pm.unregister(name=source.name)
             self._fail(PluginFailure(source.name, source.distribution, source.version, exc))
             return
         staged: list[Component] = []
@@ -277,7 +304,7 @@ class Registry:
             return PluginError(f"{kind} {name!r}: the factory {factory!r} is not callable")
         if inspect.isclass(factory):
             needed = {"layer": "__call__", "link": "__call__", "loss": "loss"}.get(kind)
-            if needed is not None and not callable(getattr(factory, needed, None)):
+            if needed is not None and not any(needed in vars(k) for k in inspect.getmro(factory)):
                 return PluginError(
                     f"{kind} {name!r}: class {factory.__qualname__} has no {needed}() method, "
                     f"so it does not satisfy the {kind} protocol"
@@ -365,12 +392,17 @@ class Registry:
                 f" Plugin {plugin!r} is installed but not loaded because {PLUGINS_ENV_VAR} "
                 "does not name it."
             )
+        elif plugin is None and self._skipped_by_env:
+            message += (
+                f" Not loaded because {PLUGINS_ENV_VAR} does not name them: "
+                f"{', '.join(sorted(self._skipped_by_env))}."
+            )
         error = ComponentNotFoundError(message)
         if len(suspects) == 1:
             error.__cause__ = suspects[0].error
         return error
 
-    def build(self, kind: ComponentKind, name: str, *args: Any, **config: Any) -> Any:
+    def build(self, kind: ComponentKind, name: str, /, *args: Any, **config: Any) -> Any:
         """Look ``name`` up and call its factory with ``*args, **config``; check the result."""
         component = self.get(kind, name)
         try:
@@ -433,26 +465,26 @@ def plugin_failures() -> list[PluginFailure]:
     return get_registry().failures()
 
 
-def layer(name: str, **config: Any) -> Any:
+def layer(name: str, /, **config: Any) -> Any:
     """A configured layer: ``layer("adaptive")("mu", x)`` samples ``mu/scale``, ``mu/beta``."""
     return get_registry().build("layer", name, **config)
 
 
-def link(name: str, **config: Any) -> Any:
+def link(name: str, /, **config: Any) -> Any:
     """A configured link: ``link("gaussian")(mu, y)`` samples ``obs/sigma`` and ``obs``."""
     return get_registry().build("link", name, **config)
 
 
-def loss(name: str, **config: Any) -> Any:
+def loss(name: str, /, **config: Any) -> Any:
     """A configured loss with NumPyro's ELBO contract, e.g. ``loss("batched_elbo")``."""
     return get_registry().build("loss", name, **config)
 
 
-def guide(name: str, model: Callable[..., Any], **config: Any) -> Any:
+def guide(name: str, model: Callable[..., Any], /, **config: Any) -> Any:
     """A guide for ``model``, e.g. ``guide("auto_normal", model, init_scale=0.01)``."""
     return get_registry().build("guide", name, model, **config)
 
 
-def optimizer(name: str, learning_rate: Any = 1e-2, **config: Any) -> Any:
+def optimizer(name: str, /, learning_rate: Any = 1e-2, **config: Any) -> Any:
     """An optax optimizer, e.g. ``optimizer("adam", learning_rate=1e-3)``."""
     return get_registry().build("optimizer", name, learning_rate, **config)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+import numbers
 from typing import Any
 
 import attrs
+import numpy as np
 from numpyro.distributions import Distribution, constraints
 
 
@@ -55,21 +59,40 @@ def loc_scale_family(instance: Any, attribute: attrs.Attribute[Any], value: Any)
             f"{attribute.name} must be a numpyro distribution class such as dist.Normal "
             f"(not an instance), got {value!r}"
         )
-    if not {"loc", "scale"} <= set(value.arg_constraints):
+    parameters = inspect.signature(value.__init__).parameters
+    others = [
+        p.name
+        for p in parameters.values()
+        if p.name not in ("self", "loc", "scale", "validate_args")
+        and p.default is inspect.Parameter.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if not {"loc", "scale"} <= set(parameters) or others:
         raise ValueError(
-            f"{attribute.name} must be a location-scale family taking loc= and scale= "
-            f"(Normal, Laplace, Cauchy, ...), got {value.__name__} with arguments "
-            f"{sorted(value.arg_constraints)}"
+            f"{attribute.name} must be a location-scale family built from loc= and scale= alone "
+            f"(Normal, Laplace, Cauchy, ...), got {value.__name__} with parameters "
+            f"{[p for p in parameters if p != 'self']}; for a family with more parameters, "
+            "write a layer that samples them"
         )
 
 
 def positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """An integer >= 1 (Python or NumPy)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{attribute.name} must be a positive int, got {value!r}")
 
 
-def finite_float(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    import math
-
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{attribute.name} must be a finite number, got {value!r}")
+def positive_number_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """``None`` or a finite number > 0 (Python, NumPy or a 0-d array)."""
+    if value is None:
+        return
+    is_number = isinstance(value, numbers.Real) or (
+        hasattr(value, "dtype") and np.ndim(value) == 0 and np.issubdtype(value.dtype, np.number)
+    )
+    if (
+        isinstance(value, bool | np.bool_)
+        or not is_number
+        or not math.isfinite(float(value))
+        or (float(value) <= 0)
+    ):
+        raise ValueError(f"{attribute.name} must be a positive number or None, got {value!r}")

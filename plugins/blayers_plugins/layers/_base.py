@@ -107,5 +107,5 @@ def sample_adaptive(
     ``shape`` ends with the number of units ``u``. Returns the coefficients, of ``shape``.
     """
     scale = numpyro.sample(scale_site, scale_prior.expand([shape[-1]]).to_event(1))
-    coef_prior = coef_dist(coef_loc, scale).expand(list(shape)).to_event(len(shape))
+    coef_prior = coef_dist(loc=coef_loc, scale=scale).expand(list(shape)).to_event(len(shape))
     return numpyro.sample(coef_site, coef_prior)  # type: ignore[no-any-return]

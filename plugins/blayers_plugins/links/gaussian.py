@@ -8,15 +8,8 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_plugins._priors import positive_prior
+from blayers_plugins._priors import positive_number_or_none, positive_prior
 from blayers_plugins.links._base import BaseLink, site_name
-
-
-def _positive_or_none(instance: object, attribute: attrs.Attribute[object], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a positive number or None, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -41,7 +34,7 @@ class GaussianLink(BaseLink):
     sigma_prior: Distribution | None = attrs.field(
         default=None, validator=attrs.validators.optional(positive_prior)
     )
-    scale: float | None = attrs.field(default=None, validator=_positive_or_none)
+    scale: float | None = attrs.field(default=None, validator=positive_number_or_none)
     name: str = attrs.field(default="obs", validator=site_name)
 
     def __attrs_post_init__(self) -> None:

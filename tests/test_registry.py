@@ -1,0 +1,283 @@
+"""The entry-point registry, exercised with fake distributions written to a temporary folder.
+
+Each test builds its own :class:`Registry` over a folder of ``*.dist-info`` directories, so nothing
+depends on what is installed in the real site-packages. The first-party plugin is represented by a
+fake ``blayers`` distribution whose entry point names the real ``blayers_plugins`` module.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from blayers_core import (
+    AmbiguousComponentError,
+    ComponentNotFoundError,
+    PluginError,
+    PluginWarning,
+    Registry,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LAYER_PLUGIN = """
+from blayers_core import hookimpl
+
+class {cls}:
+    '''{doc}'''
+    def __call__(self, name, x):
+        return x
+
+@hookimpl
+def register_layers(register):
+{registrations}
+"""
+
+
+class FakeSite:
+    """Writes fake installed distributions (dist-info + module) into one folder."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root = root
+        monkeypatch.syspath_prepend(str(root))
+
+    def add(self, dist: str, plugins: dict[str, str], version: str = "1.0") -> dict[str, str]:
+        """Install ``dist`` with one entry point per plugin; returns plugin -> module name."""
+        modules = {}
+        lines = ["[blayers.plugins]"]
+        for plugin, source in plugins.items():
+            module = f"fake_{plugin}_{uuid.uuid4().hex[:8]}"  # fresh: sys.modules caches imports
+            (self.root / f"{module}.py").write_text(textwrap.dedent(source))
+            lines.append(f"{plugin} = {module}")
+            modules[plugin] = module
+        info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+        return modules
+
+    def add_first_party(self) -> None:
+        info = self.root / "blayers-0.1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: blayers\nVersion: 0.1.0\n")
+        (info / "entry_points.txt").write_text("[blayers.plugins]\nblayers = blayers_plugins\n")
+
+    def registry(self, environ: dict[str, str] | None = None) -> Registry:
+        return Registry(search_path=[str(self.root)], environ=environ or {})
+
+
+def layer_plugin(*names: str, cls: str = "Thing", doc: str = "A test layer.") -> str:
+    registrations = "\n".join(f"    register({n!r}, {cls})" for n in names) or "    pass"
+    return LAYER_PLUGIN.format(cls=cls, doc=doc, registrations=registrations)
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSite:
+    fake = FakeSite(tmp_path, monkeypatch)
+    fake.add_first_party()
+    return fake
+
+
+def test_first_party_components_come_through_the_entry_point(site: FakeSite) -> None:
+    registry = site.registry()
+    adaptive = registry.get("layer", "adaptive")
+    assert (adaptive.plugin, adaptive.distribution, adaptive.first_party) == (
+        "blayers",
+        "blayers",
+        True,
+    )
+    assert adaptive.qualified_name == "blayers:adaptive"
+    kinds = {c.kind for c in registry.components()}
+    assert kinds == {"layer", "link", "loss", "guide", "optimizer"}
+
+
+def test_listing_gives_kind_names_origin_version_and_description(site: FakeSite) -> None:
+    site.add("acme-layers", {"acme": layer_plugin("ridge", doc="Ridge layer. More text.")}, "2.3")
+    registry = site.registry()
+    (ridge,) = [c for c in registry.components("layer") if c.name == "ridge"]
+    assert ridge.kind == "layer"
+    assert ridge.qualified_name == "acme:ridge"
+    assert (ridge.distribution, ridge.version) == ("acme-layers", "2.3")
+    assert ridge.description == "Ridge layer."
+    assert not ridge.first_party
+    assert all(c.kind == "link" for c in registry.components("link"))
+
+
+def test_unknown_name_lists_available_and_suggests_close_match(site: FakeSite) -> None:
+    registry = site.registry()
+    with pytest.raises(ComponentNotFoundError, match="Did you mean 'adaptive'") as info:
+        registry.get("layer", "adaptve")
+    assert "fixed_prior" in str(info.value) and "lowrank_interaction" in str(info.value)
+    with pytest.raises(ComponentNotFoundError, match=r"no link named 'gausian'.*'gaussian'"):
+        registry.get("link", "gausian")
+
+
+def test_bare_name_of_two_third_party_plugins_is_ambiguous(site: FakeSite) -> None:
+    site.add("one", {"p1": layer_plugin("ridge")})
+    site.add("two", {"p2": layer_plugin("ridge")})
+    registry = site.registry()
+    with pytest.raises(AmbiguousComponentError, match="'p1:ridge', 'p2:ridge'"):
+        registry.get("layer", "ridge")
+    assert registry.get("layer", "p1:ridge").distribution == "one"
+    assert registry.get("layer", "p2:ridge").distribution == "two"
+
+
+def test_third_party_cannot_take_a_first_party_name(site: FakeSite) -> None:
+    site.add("squatter", {"sq": layer_plugin("adaptive", "mine")})
+    registry = site.registry()
+    with pytest.warns(
+        PluginWarning, match=r"layer sq:adaptive from distribution 'squatter'.*reserved"
+    ):
+        registry.components()
+    assert registry.get("layer", "adaptive").first_party
+    assert registry.get("layer", "mine").plugin == "sq"  # its other components still load
+    with pytest.raises(ComponentNotFoundError, match="reserved") as info:
+        registry.get("layer", "sq:adaptive")
+    assert isinstance(info.value.__cause__, PluginError)
+
+
+def test_plugin_that_fails_to_import_is_isolated(site: FakeSite) -> None:
+    site.add("broken-dist", {"broken": "raise ImportError('needs libfoo 2')\n"}, "0.9")
+    site.add("fine-dist", {"fine": layer_plugin("ridge")})
+    registry = site.registry()
+    with pytest.warns(PluginWarning, match=r"plugin 'broken' from distribution 'broken-dist' 0\.9"):
+        registry.components()
+    assert registry.get("layer", "ridge").plugin == "fine"
+    with pytest.raises(ComponentNotFoundError, match="needs libfoo 2") as info:
+        registry.get("layer", "broken:anything")
+    assert isinstance(info.value.__cause__, ImportError)
+    (failure,) = registry.failures()
+    assert (failure.plugin, failure.distribution) == ("broken", "broken-dist")
+
+
+def test_hook_that_raises_takes_only_its_plugin_down(site: FakeSite) -> None:
+    source = """
+    from blayers_core import hookimpl
+
+    @hookimpl
+    def register_layers(register):
+        raise RuntimeError("half-written plugin")
+    """
+    site.add("raiser", {"raiser": source})
+    site.add("fine-dist", {"fine": layer_plugin("ridge")})
+    registry = site.registry()
+    with pytest.warns(PluginWarning, match="plugin 'raiser'.*half-written plugin"):
+        assert registry.get("layer", "ridge").plugin == "fine"
+
+
+def test_component_that_breaks_the_protocol_is_isolated(site: FakeSite) -> None:
+    source = """
+    from blayers_core import hookimpl
+
+    class NotALayer:
+        '''Has no __call__.'''
+
+    class GoodLayer:
+        def __call__(self, name, x):
+            return x
+
+    class NotALoss:
+        def __call__(self):
+            return 0.0
+
+    @hookimpl
+    def register_layers(register):
+        register("not_a_layer", NotALayer)
+        register("good", GoodLayer)
+        register("Bad Name", GoodLayer)
+
+    @hookimpl
+    def register_losses(register):
+        register("fake_loss", lambda: NotALoss())
+    """
+    site.add("half-good", {"hg": source})
+    registry = site.registry()
+    with pytest.warns(PluginWarning) as record:
+        registry.components()
+    messages = " | ".join(str(w.message) for w in record)
+    assert "layer hg:not_a_layer from distribution 'half-good'" in messages
+    assert "'Bad Name' is not valid" in messages
+    assert registry.get("layer", "good").plugin == "hg"
+    with pytest.raises(ComponentNotFoundError, match="no __call__") as info:
+        registry.get("layer", "not_a_layer")
+    assert isinstance(info.value.__cause__, PluginError)
+    # A factory whose product breaks the protocol is caught when it is built.
+    with pytest.raises(PluginError, match="lacks loss"):
+        registry.build("loss", "fake_loss")
+
+
+def test_environment_variable_restricts_and_disables_third_party(site: FakeSite) -> None:
+    site.add("one", {"p1": layer_plugin("ridge")})
+    site.add("two", {"p2": layer_plugin("lasso")})
+
+    none = site.registry({"BLAYERS_PLUGINS": ""})
+    assert {c.plugin for c in none.components()} == {"blayers"}  # first-party always loads
+    with pytest.raises(ComponentNotFoundError, match="not loaded because BLAYERS_PLUGINS"):
+        none.get("layer", "p1:ridge")
+
+    only_one = site.registry({"BLAYERS_PLUGINS": "p1"})
+    assert only_one.get("layer", "ridge").plugin == "p1"
+    with pytest.raises(ComponentNotFoundError):
+        only_one.get("layer", "lasso")
+
+    by_distribution = site.registry({"BLAYERS_PLUGINS": "two"})
+    assert by_distribution.get("layer", "lasso").plugin == "p2"
+
+    typo = site.registry({"BLAYERS_PLUGINS": "p1,p3"})
+    with pytest.warns(PluginWarning, match="names 'p3'"):
+        typo.components()
+
+    everything = site.registry({})
+    assert {"p1", "p2", "blayers"} <= {c.plugin for c in everything.components()}
+
+
+def test_plugins_load_lazily_and_once(site: FakeSite) -> None:
+    source = (
+        layer_plugin("ridge")
+        + "\nimport builtins\nbuiltins.__dict__.setdefault('_loads', []).append(1)\n"
+    )
+    import builtins
+
+    builtins.__dict__["_loads"] = []
+    modules = site.add("counted", {"counted": source})
+    registry = site.registry()
+    assert modules["counted"] not in sys.modules  # nothing loads before the first look-up
+    registry.get("layer", "ridge")
+    registry.get("layer", "ridge")
+    registry.components()
+    assert builtins.__dict__.pop("_loads") == [1]
+
+
+def test_build_checks_config_and_protocol(site: FakeSite) -> None:
+    registry = site.registry()
+    fm = registry.build("layer", "fm", low_rank_dim=2)
+    assert fm.low_rank_dim == 2
+    with pytest.raises(TypeError, match="while building layer 'blayers:fm'"):
+        registry.build("layer", "fm", low_rank=2)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        registry.get("layers", "fm")  # type: ignore[arg-type]
+
+
+def test_blayers_core_never_imports_a_plugin() -> None:
+    for path in (ROOT / "blayers_core").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.split(".")[0] == "blayers_plugins" for n in names), path
+    code = (
+        "import sys, blayers_core; "
+        "assert 'blayers_plugins' not in sys.modules, 'imported at import time'; "
+        "blayers_core.components(); "
+        "assert 'blayers_plugins' in sys.modules, 'not loaded through the entry point'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
