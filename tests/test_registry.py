@@ -281,3 +281,40 @@ def test_blayers_core_never_imports_a_plugin() -> None:
         "assert 'blayers_plugins' in sys.modules, 'not loaded through the entry point'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_misspelt_hook_fails_the_plugin_loudly(site: FakeSite) -> None:
+    source = """
+    from blayers_core import hookimpl
+
+    @hookimpl
+    def register_layer(register):  # missing "s"
+        pass
+    """
+    site.add("typo-dist", {"typo": source})
+    registry = site.registry()
+    with pytest.warns(PluginWarning, match="plugin 'typo'.*register_layer"):
+        registry.components()
+
+
+def test_warnings_as_errors_do_not_leave_the_registry_half_loaded(site: FakeSite) -> None:
+    import warnings
+
+    site.add("squatter", {"sq": layer_plugin("adaptive", "mine")})
+    registry = site.registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)
+        with pytest.raises(PluginWarning, match="reserved"):
+            registry.components()
+    # Loading finished before the warning was raised: nothing is lost or loaded twice.
+    assert registry.get("layer", "mine").plugin == "sq"
+    assert registry.get("layer", "adaptive").first_party
+    assert len(registry.failures()) == 1
+
+
+def test_two_distributions_cannot_share_a_plugin_name(site: FakeSite) -> None:
+    site.add("aaa", {"same": layer_plugin("ridge")})
+    site.add("bbb", {"same": layer_plugin("lasso")})
+    registry = site.registry()
+    with pytest.warns(PluginWarning, match="'same' is already taken by distribution 'aaa'"):
+        assert registry.get("layer", "same:ridge").distribution == "aaa"
