@@ -49,6 +49,7 @@ from blayers_core.registry import (
 )
 from blayers_core.results import FitResult, Predictions, Summary
 from blayers_core.runner import svi_run_batched
+from blayers_core.shapes import align_to_target, layer_input
 
 __version__ = "0.1.0"
 
@@ -73,11 +74,13 @@ __all__ = [
     "Registry",
     "SplitData",
     "Summary",
+    "align_to_target",
     "components",
     "fit",
     "get_registry",
     "guide",
     "hookimpl",
+    "layer_input",
     "layer",
     "link",
     "loss",

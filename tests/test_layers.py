@@ -13,6 +13,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import assert_same_log_joint, trace
 from numpyro import handlers
 from numpyro.infer.util import log_density
 from scipy import stats
@@ -47,17 +48,6 @@ def _run(fn, *, data: dict | None = None, seed: int = 0):
     return fn()
 
 
-def _trace(fn, seed: int = 0):
-    return handlers.trace(handlers.seed(fn, rng_seed=seed)).get_trace()
-
-
-def _assert_same_log_joint(model, reference, params, *args):
-    lp_model, _ = log_density(model, args, {}, params)
-    lp_ref, _ = log_density(reference, args, {}, params)
-    assert np.isfinite(float(lp_ref))
-    np.testing.assert_allclose(float(lp_model), float(lp_ref), rtol=1e-5)
-
-
 # ---------------------------------------------------------------------------------- log joints
 @pytest.mark.parametrize("units", [1, 3])
 def test_adaptive_log_joint_matches_hand_written_model(units):
@@ -74,7 +64,7 @@ def test_adaptive_log_joint_matches_hand_written_model(units):
         beta = numpyro.sample("mu/beta", dist.Normal(0.0, scale).expand([D, units]).to_event(2))
         return x @ beta
 
-    _assert_same_log_joint(model, reference, params, x)
+    assert_same_log_joint(model, reference, params, x)
     out = _run(lambda: model(x), data=params)
     np.testing.assert_allclose(out, x @ params["mu/beta"], rtol=1e-5, atol=1e-6)
 
@@ -110,7 +100,7 @@ def test_adaptive_custom_prior_family_and_loc_match_hand_written_model():
         scale = numpyro.sample("mu/scale", dist.Gamma(2.0, 3.0).expand([2]).to_event(1))
         numpyro.sample("mu/beta", dist.Laplace(0.5, scale).expand([D, 2]).to_event(2))
 
-    _assert_same_log_joint(model, reference, params, x)
+    assert_same_log_joint(model, reference, params, x)
 
 
 @pytest.mark.parametrize(
@@ -131,7 +121,7 @@ def test_fixed_prior_log_joint_matches_hand_written_model(prior, units):
         beta = numpyro.sample("w/beta", prior.expand([D, units]).to_event(2))
         return x @ beta
 
-    _assert_same_log_joint(model, reference, params, x)
+    assert_same_log_joint(model, reference, params, x)
     # Independent of NumPyro: the L2 / L1 penalty written out.
     beta = params["w/beta"].astype(np.float64)
     if isinstance(prior, dist.Normal):
@@ -158,7 +148,7 @@ def test_fm_log_joint_matches_hand_written_model(units):
         scale = numpyro.sample("fm/scale", dist.HalfNormal(1.0).expand([units]).to_event(1))
         numpyro.sample("fm/theta", dist.Normal(0.0, scale).expand([D, K, units]).to_event(3))
 
-    _assert_same_log_joint(model, reference, params, x)
+    assert_same_log_joint(model, reference, params, x)
 
 
 @pytest.mark.parametrize("units", [1, 2])
@@ -183,7 +173,7 @@ def test_lowrank_log_joint_matches_hand_written_model(units):
         zs = numpyro.sample("lr/z_scale", hn)
         numpyro.sample("lr/z_theta", dist.Normal(0.0, zs).expand([DZ, K, units]).to_event(3))
 
-    _assert_same_log_joint(model, reference, params, x, z)
+    assert_same_log_joint(model, reference, params, x, z)
 
 
 # ------------------------------------------------------------------------ interaction math
@@ -237,7 +227,7 @@ def test_one_layer_called_under_two_names_has_distinct_sites():
     def model():
         return layer("a", x) + layer("b", x)
 
-    tr = _trace(model)
+    tr = trace(model)
     assert set(tr) == {"a/scale", "a/beta", "b/scale", "b/beta"}
     assert not np.allclose(tr["a/beta"]["value"], tr["b/beta"]["value"])
 
@@ -252,7 +242,7 @@ def test_two_layers_have_distinct_scoped_sites():
             + LowRankInteractionLayer(low_rank_dim=K)("lr", x, z)
         )
 
-    assert set(_trace(model)) == {
+    assert set(trace(model)) == {
         "lin/beta",
         "fm/scale",
         "fm/theta",
@@ -270,7 +260,7 @@ def test_same_name_twice_in_one_model_raises():
         return layer("a", x) + layer("a", x)
 
     with pytest.raises(AssertionError, match=r"unique names.*a/scale"):
-        _trace(model)
+        trace(model)
     rng = _rng(14)
     params = {"a/scale": _positive(rng, (1,)), "a/beta": _real(rng, (D, 1))}
     with pytest.raises(AssertionError, match="unique names"):
@@ -289,7 +279,7 @@ def test_registry_builds_first_party_layers():
     assert isinstance(lr, LowRankInteractionLayer)
     assert lr.low_rank_dim == 2
     # The configured layer samples under the name it is called with.
-    assert set(_trace(lambda: fm("f", _x()))) == {"f/scale", "f/theta"}
+    assert set(trace(lambda: fm("f", _x()))) == {"f/scale", "f/theta"}
 
 
 def test_registry_passes_config_to_the_constructor_validation():
@@ -306,7 +296,7 @@ def test_shorthand_call_equals_instance_call():
     explicit3 = _run(lambda: AdaptiveLayer()("x", x, units=3), seed=4)
     assert short3.shape == (N, 3)
     np.testing.assert_array_equal(short3, explicit3)
-    assert set(_trace(lambda: AdaptiveLayer("x", x))) == {"x/scale", "x/beta"}
+    assert set(trace(lambda: AdaptiveLayer("x", x))) == {"x/scale", "x/beta"}
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -6,6 +6,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from helpers import assert_same_log_joint, trace
 from numpyro import handlers
 from numpyro.infer.util import log_density
 from scipy import stats
@@ -32,18 +33,6 @@ def _params(seed: int = 1, **extra: object) -> dict:
     }
 
 
-def _trace(fn, seed: int = 0):
-    return handlers.trace(handlers.seed(fn, rng_seed=seed)).get_trace()
-
-
-def _assert_same_log_joint(model, reference, params, *args):
-    lp_model, _ = log_density(model, args, {}, params)
-    lp_ref, _ = log_density(reference, args, {}, params)
-    assert np.isfinite(float(lp_ref))
-    np.testing.assert_allclose(float(lp_model), float(lp_ref), rtol=1e-5)
-    return float(lp_model)
-
-
 def _reference_layer(x):
     scale = numpyro.sample("mu/scale", dist.HalfNormal(1.0).expand([1]).to_event(1))
     beta = numpyro.sample("mu/beta", dist.Normal(0.0, scale).expand([D, 1]).to_event(2))
@@ -64,7 +53,7 @@ def test_learned_sigma_log_joint_matches_hand_written_model():
         sigma = numpyro.sample("obs/sigma", dist.Exponential(1.0))
         return numpyro.sample("obs", dist.Normal(mu[:, 0], sigma), obs=y)
 
-    lp = _assert_same_log_joint(model, reference, params, x, y)
+    lp = assert_same_log_joint(model, reference, params, x, y)
     # And with scipy, independent of NumPyro's distributions.
     mu = x.astype(np.float64) @ params["mu/beta"].astype(np.float64)
     expected = (
@@ -89,7 +78,7 @@ def test_custom_sigma_prior_log_joint_matches_hand_written_model():
         sigma = numpyro.sample("obs/sigma", dist.Gamma(2.0, 3.0))
         return numpyro.sample("obs", dist.Normal(mu[:, 0], sigma), obs=y)
 
-    _assert_same_log_joint(model, reference, params, x, y)
+    assert_same_log_joint(model, reference, params, x, y)
 
 
 def test_known_scale_log_joint_matches_hand_written_model_and_has_no_sigma_site():
@@ -104,13 +93,13 @@ def test_known_scale_log_joint_matches_hand_written_model_and_has_no_sigma_site(
         mu = _reference_layer(x)
         return numpyro.sample("obs", dist.Normal(mu[:, 0], 0.3), obs=y)
 
-    _assert_same_log_joint(model, reference, params, x, y)
-    assert set(_trace(lambda: model(x, y))) == {"mu/scale", "mu/beta", "obs"}
+    assert_same_log_joint(model, reference, params, x, y)
+    assert set(trace(lambda: model(x, y))) == {"mu/scale", "mu/beta", "obs"}
 
 
 def test_link_returns_the_observation_and_samples_around_the_predictor():
     x, y = _data(6)
-    tr = _trace(lambda: gaussian_link_exp(x[:, :1], y))
+    tr = trace(lambda: gaussian_link_exp(x[:, :1], y))
     assert tr["obs"]["is_observed"]
     np.testing.assert_array_equal(tr["obs"]["value"], y)
     np.testing.assert_array_equal(tr["obs"]["fn"].loc, x[:, 0])
@@ -130,7 +119,7 @@ def test_two_links_have_their_own_sites():
         GaussianLink(name="y1")(mu, y)
         GaussianLink(name="y2")(mu, y2)
 
-    tr = _trace(model)
+    tr = trace(model)
     assert set(tr) == {"mu/scale", "mu/beta", "y1", "y1/sigma", "y2", "y2/sigma"}
     np.testing.assert_array_equal(tr["y2"]["value"], y2)
 
@@ -143,7 +132,7 @@ def test_same_link_name_twice_raises():
         gaussian_link_exp(x[:, 1:], y)
 
     with pytest.raises(AssertionError, match="unique names"):
-        _trace(model)
+        trace(model)
 
 
 @pytest.mark.parametrize("name", ["", "a/b", 3])
@@ -160,7 +149,7 @@ def test_registry_builds_the_gaussian_link():
     configured = blayers_core.link("gaussian", scale=0.5)
     assert configured.scale == 0.5
     x, y = _data(9)
-    assert set(_trace(lambda: configured(x[:, :1], y))) == {"obs"}
+    assert set(trace(lambda: configured(x[:, :1], y))) == {"obs"}
     with pytest.raises(ValueError, match="scale"):
         blayers_core.link("gaussian", scale=-1.0)
 
@@ -169,7 +158,7 @@ def test_registry_link_accepts_the_observed_site_name():
     configured = blayers_core.link("gaussian", name="target")
     assert configured.name == "target"
     x, y = _data(9)
-    assert set(_trace(lambda: configured(x[:, :1], y))) == {"target", "target/sigma"}
+    assert set(trace(lambda: configured(x[:, :1], y))) == {"target", "target/sigma"}
 
 
 # ------------------------------------------------------------------------ bad input, shapes
@@ -195,7 +184,7 @@ def test_predictor_column_matches_a_vector_target():
     x, y = _data(10)
     mu = x[:, :1]
     assert mu.shape == (N, 1)
-    tr = _trace(lambda: gaussian_link_exp(mu, y))
+    tr = trace(lambda: gaussian_link_exp(mu, y))
     assert tr["obs"]["value"].shape == (N,)
     assert tr["obs"]["fn"].batch_shape == (N,)
     lp, _ = log_density(lambda: gaussian_link_exp(mu, y), (), {}, {"obs/sigma": np.float32(1.3)})
@@ -209,7 +198,7 @@ def test_target_with_two_columns_is_not_broadcast():
     with pytest.raises(
         ValueError, match=r"y has shape \(6, 2\) but the predictor mu has shape \(6, 1\)"
     ):
-        _trace(lambda: gaussian_link_exp(x[:, :1], y2))
+        trace(lambda: gaussian_link_exp(x[:, :1], y2))
 
 
 @pytest.mark.parametrize(
@@ -219,7 +208,7 @@ def test_target_with_two_columns_is_not_broadcast():
 def test_mismatched_shapes_raise_instead_of_broadcasting(mu_shape, y_shape):
     mu, y = np.zeros(mu_shape, np.float32), np.zeros(y_shape, np.float32)
     with pytest.raises(ValueError, match="never broadcasts"):
-        _trace(lambda: gaussian_link_exp(mu, y))
+        trace(lambda: gaussian_link_exp(mu, y))
 
 
 def test_no_site_is_sampled_when_shapes_mismatch():
@@ -233,11 +222,11 @@ def test_no_site_is_sampled_when_shapes_mismatch():
 
 def test_scalar_predictor_is_rejected():
     with pytest.raises(ValueError, match="one value per row"):
-        _trace(lambda: gaussian_link_exp(np.float32(1.0), np.zeros(N, np.float32)))
+        trace(lambda: gaussian_link_exp(np.float32(1.0), np.zeros(N, np.float32)))
 
 
 def test_multi_unit_predictor_with_matching_target():
     mu = np.arange(N * 3, dtype=np.float32).reshape(N, 3)
-    tr = _trace(lambda: GaussianLink(scale=1.0)(mu, mu + 0.5))
+    tr = trace(lambda: GaussianLink(scale=1.0)(mu, mu + 0.5))
     assert tr["obs"]["value"].shape == (N, 3)
     np.testing.assert_array_equal(tr["obs"]["fn"].loc, mu)

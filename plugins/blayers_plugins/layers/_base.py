@@ -13,11 +13,12 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import numpyro
 from numpyro.distributions import Distribution
 from numpyro.handlers import scope
+
+from blayers_core import layer_input
 
 
 class _LayerMeta(abc.ABCMeta):
@@ -31,20 +32,6 @@ class _LayerMeta(abc.ABCMeta):
         if args and isinstance(args[0], str):
             return super().__call__()(*args, **kwargs)
         return super().__call__(*args, **kwargs)
-
-
-def as_matrix(layer: str, argument: str, value: Any) -> jax.Array:
-    """``value`` as a 2-D float array ``(n, d)``; anything else raises naming the argument."""
-    arr = jnp.asarray(value)
-    if arr.ndim != 2:
-        hint = f" For one feature pass {argument}[:, None]." if arr.ndim == 1 else ""
-        raise ValueError(
-            f"layer {layer!r}: {argument} must be a 2-D array (rows, features), got shape "
-            f"{tuple(arr.shape)}.{hint}"
-        )
-    if not (jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_):
-        raise TypeError(f"layer {layer!r}: {argument} must be numeric, got dtype {arr.dtype}")
-    return arr.astype(jnp.result_type(float))
 
 
 class BaseLayer(metaclass=_LayerMeta):
@@ -72,7 +59,7 @@ class BaseLayer(metaclass=_LayerMeta):
             )
         if isinstance(units, bool) or not isinstance(units, int | np.integer) or units < 1:
             raise ValueError(f"layer {name!r}: units must be a positive int, got {units!r}")
-        arrays = [as_matrix(name, a, v) for a, v in zip(self.input_names, inputs, strict=True)]
+        arrays = [layer_input(name, a, v) for a, v in zip(self.input_names, inputs, strict=True)]
         rows = {a: v.shape[0] for a, v in zip(self.input_names, arrays, strict=True)}
         if len(set(rows.values())) > 1:
             raise ValueError(f"layer {name!r}: inputs have different numbers of rows: {rows}")

@@ -1,9 +1,9 @@
 """First-party links."""
 
-from blayers_plugins.links._base import BaseLink, align
+from blayers_plugins.links._base import BaseLink
 from blayers_plugins.links.gaussian import GaussianLink, gaussian_link_exp
 
 #: Registered name -> link class.
 LINKS = {"gaussian": GaussianLink}
 
-__all__ = ["LINKS", "BaseLink", "GaussianLink", "align", "gaussian_link_exp"]
+__all__ = ["LINKS", "BaseLink", "GaussianLink", "gaussian_link_exp"]

@@ -11,7 +11,8 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.handlers import scope
 
-from blayers_robust._checks import as_matrix, positive_finite
+from blayers_core import layer_input
+from blayers_robust._checks import positive_finite
 
 
 @attrs.frozen(kw_only=True)
@@ -58,7 +59,7 @@ class StudentTPriorLayer:
             )
         if isinstance(units, bool) or not isinstance(units, int | np.integer) or units < 1:
             raise ValueError(f"layer {name!r}: units must be a positive int, got {units!r}")
-        x = as_matrix(name, "x", x)
+        x = layer_input(name, "x", x)
         prior = dist.StudentT(self.df, 0.0, self.scale).expand([x.shape[1], int(units)])
         with scope(prefix=name):  # the site is "{name}/beta"
             beta = numpyro.sample("beta", prior.to_event(2))

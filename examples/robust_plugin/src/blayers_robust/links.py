@@ -10,7 +10,8 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.handlers import scope
 
-from blayers_robust._checks import align, positive_finite_or_none, site_name
+from blayers_core import align_to_target
+from blayers_robust._checks import positive_finite_or_none, site_name
 
 
 @attrs.frozen(kw_only=True)
@@ -46,7 +47,7 @@ class RobustStudentTLink:
 
     def __call__(self, mu: Any, y: Any | None = None) -> jax.Array:
         """Sample ``name/sigma`` (and ``name/df``), then observe ``name`` at ``y``; ``(n,)``."""
-        mu, y = align(self.name, mu, y)
+        mu, y = align_to_target(self.name, mu, y)
         with scope(prefix=self.name):  # auxiliary sites are "{name}/sigma", "{name}/df"
             sigma = numpyro.sample("sigma", dist.Exponential(1.0))
             df = numpyro.sample("df", dist.Gamma(2.0, 0.1)) if self.df is None else self.df
