@@ -12,10 +12,11 @@ from numpyro.infer.autoguide import AutoGuide
 
 from blayers_core._typing import Array, GuideFn, ModelFn
 from blayers_core.data import split_rows_and_constants
+from blayers_core.dry_run import dry_run
 from blayers_core.errors import DataError
 from blayers_core.protocols import Loss, MinibatchLoss
 from blayers_core.registry import check_protocol, get_registry
-from blayers_core.results import FitResult, observed_site_names
+from blayers_core.results import FitResult
 from blayers_core.runner import DEFAULT_CHUNK_SIZE, svi_run_batched
 
 #: Steps when neither ``num_steps`` nor ``num_epochs`` is given.
@@ -158,8 +159,9 @@ def fit(
     optim = resolve_optimizer(optimizer, DEFAULT_LEARNING_RATE if lr is None else lr)
     guide_fn = resolve_guide(guide, model)
 
+    observed = dry_run(model, split.rows, split.constants, seed=seed)  # bad input raises here
     key = jax.random.PRNGKey(seed)
-    run_key, sample_key, trace_key = jax.random.split(key, 3)
+    run_key, sample_key = jax.random.split(key)
     svi = SVI(model, guide_fn, optim, loss_fn)
     run = svi_run_batched(
         svi,
@@ -183,7 +185,7 @@ def fit(
         params=run.params,
         losses=np.asarray(run.losses),
         posterior_samples=posterior,
-        observed_sites=observed_site_names(model, call_data, trace_key),
+        observed_sites=observed,
         constants=split.constants,
         num_rows=n,
         state=run.state,

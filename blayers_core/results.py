@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -12,6 +11,8 @@ import numpy as np
 from numpyro.infer import Predictive
 
 from blayers_core._typing import Array, GuideFn, ModelFn
+from blayers_core.data import check_row_array
+from blayers_core.dry_run import dry_run
 from blayers_core.errors import DataError
 
 
@@ -133,6 +134,10 @@ class FitResult:
         lengths = {k: np.shape(v)[0] for k, v in arrays.items()}
         if len(set(lengths.values())) > 1:
             raise DataError(f"predict's array arguments have different numbers of rows: {lengths}")
+        for name, value in arrays.items():
+            check_row_array(name, value)
+        others = {k: v for k, v in data.items() if k not in arrays}
+        dry_run(self.model, arrays, {**self.constants, **others}, seed=seed)  # raises on bad input
         predictive = Predictive(self.model, posterior_samples=samples, return_sites=[site])
         draws = predictive(jax.random.PRNGKey(seed), **{**self.constants, **data})[site]
         return Predictions(site=site, mean=jnp.mean(draws, 0), sd=jnp.std(draws, 0), draws=draws)
@@ -171,15 +176,3 @@ class FitResult:
                 )
             )
         return Summary(sites=tuple(rows), interval=interval)
-
-
-def observed_site_names(model: ModelFn, data: Mapping[str, Any], rng_key: Array) -> tuple[str, ...]:
-    """Names of the observed sample sites of ``model`` run once on ``data``."""
-    from numpyro import handlers
-
-    trace = handlers.trace(handlers.seed(model, rng_key)).get_trace(**data)
-    return tuple(
-        name
-        for name, site in trace.items()
-        if site["type"] == "sample" and site["is_observed"] and not name.startswith("_")
-    )

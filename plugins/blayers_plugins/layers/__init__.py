@@ -1,5 +1,6 @@
 """First-party layers."""
 
+from blayers_plugins.layers import index, pairwise, shrinkage, smooth
 from blayers_plugins.layers._base import BaseLayer
 from blayers_plugins.layers.adaptive import AdaptiveLayer, FixedPriorLayer
 from blayers_plugins.layers.interactions import FMLayer, LowRankInteractionLayer
@@ -10,6 +11,10 @@ LAYERS = {
     "fixed_prior": FixedPriorLayer,
     "fm": FMLayer,
     "lowrank_interaction": LowRankInteractionLayer,
+    **index.REGISTERED,
+    **pairwise.REGISTERED,
+    **shrinkage.REGISTERED,
+    **smooth.REGISTERED,
 }
 
 __all__ = [

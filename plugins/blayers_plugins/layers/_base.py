@@ -59,7 +59,9 @@ class BaseLayer(metaclass=_LayerMeta):
             )
         if isinstance(units, bool) or not isinstance(units, int | np.integer) or units < 1:
             raise ValueError(f"layer {name!r}: units must be a positive int, got {units!r}")
-        arrays = [layer_input(name, a, v) for a, v in zip(self.input_names, inputs, strict=True)]
+        arrays = [
+            self.convert_input(name, a, v) for a, v in zip(self.input_names, inputs, strict=True)
+        ]
         rows = {a: v.shape[0] for a, v in zip(self.input_names, arrays, strict=True)}
         if len(set(rows.values())) > 1:
             raise ValueError(f"layer {name!r}: inputs have different numbers of rows: {rows}")
@@ -71,6 +73,10 @@ class BaseLayer(metaclass=_LayerMeta):
                 f"{type(self).__name__}.forward returned {out.shape}, not {expected}"
             )
         return out if activation is None else activation(out)
+
+    def convert_input(self, layer: str, argument: str, value: Any) -> jax.Array:
+        """Check and convert one input; default: a 2-D float matrix. Index layers override."""
+        return layer_input(layer, argument, value)
 
     @abc.abstractmethod
     def forward(self, *inputs: jax.Array, units: int) -> jax.Array:

@@ -1,9 +1,10 @@
 """First-party links."""
 
+from blayers_plugins.links import families
 from blayers_plugins.links._base import BaseLink
 from blayers_plugins.links.gaussian import GaussianLink, gaussian_link_exp
 
 #: Registered name -> link class.
-LINKS = {"gaussian": GaussianLink}
+LINKS = {"gaussian": GaussianLink, **families.REGISTERED}
 
 __all__ = ["LINKS", "BaseLink", "GaussianLink", "gaussian_link_exp"]

@@ -1,0 +1,103 @@
+"""Integer index inputs: categorical codes and padded multi-hot rows, checked before tracing.
+
+A categorical input is an integer array of codes, ``(n,)`` for one field or ``(n, f)`` for ``f``
+fields. With ``num_categories = (c_1, ..., c_f)`` field ``j`` takes codes in ``[0, c_j)`` and maps
+to rows ``offset_j + code`` of one parameter table of ``sum(c_j)`` rows; with a single int ``c``
+every column indexes the same vocabulary of ``c`` rows (multi-hot rows: pad with any valid code
+and give the padding weight 0 in the matching values array).
+
+Layers gather the rows they need from the table, ``O(n * f * width)``: no one-hot matrix is ever
+built. Codes are range-checked whenever they are concrete arrays (eager calls, and the dry run that
+``fit`` and ``predict`` make before compiling); out-of-range or negative codes raise instead of
+being clamped or wrapped around.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def total_categories(num_categories: int | Sequence[int]) -> int:
+    """Rows of the parameter table: ``c`` or ``sum(c_j)``."""
+    return int(num_categories) if isinstance(num_categories, int) else int(sum(num_categories))
+
+
+def index_input(
+    layer: str, argument: str, value: Any, num_categories: int | Sequence[int]
+) -> jax.Array:
+    """Codes ``(n,)`` or ``(n, f)`` as global ``int32`` row indices ``(n, f)`` into the table.
+
+    Raises:
+        TypeError: the codes are not integers.
+        ValueError: wrong number of fields, or (for concrete codes) a code outside its range.
+    """
+    if not isinstance(value, jax.core.Tracer):
+        value = np.asarray(value)
+    if value.dtype == bool or not jnp.issubdtype(value.dtype, jnp.integer):
+        raise TypeError(
+            f"layer {layer!r}: {argument} must hold integer category codes, got dtype "
+            f"{value.dtype}; encode categories as 0..C-1 (e.g. pandas .cat.codes)"
+        )
+    if value.ndim == 1:
+        value = value[:, None]
+    if value.ndim != 2:
+        raise ValueError(
+            f"layer {layer!r}: {argument} must be (rows,) or (rows, fields) codes, got shape "
+            f"{tuple(value.shape)}"
+        )
+    fields = value.shape[1]
+    if isinstance(num_categories, int):
+        sizes = np.full(fields, num_categories)
+    else:
+        sizes = np.asarray(num_categories)
+        if sizes.shape != (fields,):
+            raise ValueError(
+                f"layer {layer!r}: num_categories gives {sizes.size} field sizes but {argument} "
+                f"has {fields} columns"
+            )
+    if not isinstance(value, jax.core.Tracer):
+        _check_range(layer, argument, value, sizes)
+    offsets = (
+        np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        if not isinstance(num_categories, int)
+        else np.zeros(fields)
+    )
+    return jnp.asarray(value, dtype=jnp.int32) + jnp.asarray(offsets, dtype=jnp.int32)
+
+
+def _check_range(layer: str, argument: str, codes: np.ndarray, sizes: np.ndarray) -> None:
+    bad = (codes < 0) | (codes >= sizes[None, :])
+    if not bad.any():
+        return
+    rows, cols = np.nonzero(bad)
+    shown = ", ".join(
+        f"row {r} field {c}: {codes[r, c]} (valid 0..{sizes[c] - 1})"
+        for r, c in zip(rows[:3], cols[:3], strict=True)
+    )
+    raise ValueError(
+        f"layer {layer!r}: {argument} has {int(bad.sum())} codes outside their range ({shown}"
+        f"{', ...' if bad.sum() > 3 else ''}). Codes must be 0..C-1 for a field of C categories; "
+        "map unseen or missing levels to a valid code before fitting."
+    )
+
+
+def categories_validator(instance: Any, attribute: Any, value: Any) -> None:
+    """attrs validator: a positive int, or a non-empty tuple of positive ints (one per field)."""
+    values = (value,) if isinstance(value, int | np.integer) else value
+    ok = (
+        isinstance(values, tuple | list)
+        and len(values) > 0
+        and all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1 for v in values
+        )
+    )
+    if not ok:
+        raise ValueError(
+            f"{attribute.name} must be a positive int or a tuple of positive ints (one per "
+            f"field), got {value!r}"
+        )
