@@ -95,10 +95,14 @@ class FitResult:
         constants: non-row arguments, passed again to ``predict``.
         num_rows: rows in the training data.
         state: the final ``SVIState`` (to continue training).
+        steps_done: optimisation steps taken.
+        interrupted: training was stopped early by Ctrl-C.
+        method: ``"vi"`` or ``"nuts"``.
+        mcmc: the ``numpyro.infer.MCMC`` object of a NUTS fit.
     """
 
     model: ModelFn
-    guide: GuideFn
+    guide: GuideFn | None
     params: dict[str, Any] = attrs.field(repr=False)
     losses: np.ndarray = attrs.field(repr=False)
     posterior_samples: dict[str, Array] = attrs.field(repr=False)
@@ -106,6 +110,10 @@ class FitResult:
     constants: dict[str, Any] = attrs.field(repr=False)
     num_rows: int
     state: Any = attrs.field(repr=False, default=None)
+    steps_done: int = 0
+    interrupted: bool = False
+    method: str = "vi"
+    mcmc: Any = attrs.field(repr=False, default=None)
 
     def predict(
         self,

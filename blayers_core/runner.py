@@ -1,22 +1,23 @@
-"""The training loop: every step on the device, inside ``jax.lax.scan``, in chunks.
+"""The training loop: compiled chunks of steps, a progress bar, and faults that lose nothing.
 
-``svi_run_batched`` takes a ready ``numpyro.infer.SVI`` (any guide, optimizer and loss) and runs it
-over minibatches chosen by :class:`~blayers_core.minibatch.BatchSchedule`:
+:func:`train` drives a :class:`~blayers_core.program.TrainingProgram`:
 
-* the data go to the device once; each step gathers its ``B`` rows there;
-* ``chunk_size`` steps run in one compiled ``lax.scan``; between chunks the progress bar advances.
-  Every chunk has the same length (steps past ``num_steps`` are skipped with ``lax.cond``), so a
-  run compiles its step once, whatever ``num_steps`` is;
-* a ragged last batch is padded to ``B`` slots and masked (:class:`~blayers_core.minibatch.padded_rows`),
-  so it needs no second compilation either.
+* the data go to the device once (shuffled once on the host); each step gathers its batch there;
+* ``chunk_size`` steps run in one compiled ``lax.scan``; between chunks the tqdm bar advances and
+  a checkpoint may be written;
+* a non-finite loss or gradient stops training at the chunk where it appears. The chunk is
+  replayed up to the step before it, so the state returned is the last finite one, and the step
+  and the rows of its batch are reported (:class:`NonFiniteLossError`);
+* Ctrl-C stops after the last completed chunk, keeps that state and says how to resume.
+
+:func:`svi_run_batched` is the same loop for a ``numpyro.infer.SVI`` that the caller built.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any
 
+import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,11 +25,45 @@ from numpyro.infer.svi import SVIRunResult, SVIState
 from tqdm.auto import tqdm
 
 from blayers_core._typing import Array
-from blayers_core.data import split_rows_and_constants, to_device
-from blayers_core.minibatch import BatchSchedule, padded_rows
+from blayers_core.checkpoint import Checkpointer
+from blayers_core.data import SplitData, split_rows_and_constants
+from blayers_core.minibatch import BatchSchedule
+from blayers_core.program import TrainingProgram, data_signature, get_program, static_key
 
 #: Steps per compiled chunk unless the caller chooses.
 DEFAULT_CHUNK_SIZE = 500
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a non-finite loss or gradient; nothing after it was kept.
+
+    Attributes:
+        step: the step whose loss (or gradient) was not finite.
+        rows: indices (into the data as given) of the rows in that step's batch.
+        state: the last finite ``SVIState`` (before ``step``).
+        losses: losses of the steps before ``step``.
+        result: set by ``fit``: a ``FitResult`` built from the last finite state.
+    """
+
+    def __init__(
+        self, message: str, *, step: int, rows: np.ndarray, state: Any, losses: np.ndarray
+    ):
+        super().__init__(message)
+        self.step = step
+        self.rows = rows
+        self.state = state
+        self.losses = losses
+        self.result: Any = None
+
+
+@attrs.frozen
+class TrainingOutcome:
+    """Where a run ended: its state after ``steps_done`` steps and every loss so far."""
+
+    state: SVIState
+    losses: np.ndarray
+    steps_done: int
+    interrupted: bool
 
 
 def resolve_num_steps(num_steps: int | None, num_epochs: int | None, steps_per_epoch: int) -> int:
@@ -47,62 +82,147 @@ def resolve_num_steps(num_steps: int | None, num_epochs: int | None, steps_per_e
     return int(num_steps)
 
 
-def _gather(rows: dict[str, Array], indices: Array) -> dict[str, Array]:
-    return {k: jnp.take(v, indices, axis=0) for k, v in rows.items()}
+@attrs.frozen
+class PreparedData:
+    """Row data on the device (shuffled once), constants split by kind, and the row order."""
+
+    rows: dict[str, Array]
+    array_constants: dict[str, Array]
+    static_constants: dict[str, Any]
+    order: np.ndarray  # position in the device arrays -> row index in the data as given
+    num_rows: int
 
 
-def make_step(
-    update: Callable[..., tuple[SVIState, Array]],
-    rows: dict[str, Array],
-    constants: dict[str, Any],
-    schedule: BatchSchedule,
+def prepare_data(split: SplitData, schedule: BatchSchedule, seed: int) -> PreparedData:
+    """Shuffle the rows once on the host (when batches are shuffled) and put them on the device."""
+    n = split.num_rows
+    if schedule.shuffle and not schedule.is_full_batch:
+        order = np.random.default_rng(seed).permutation(n)
+        host = {k: np.asarray(v)[order] for k, v in split.rows.items()}
+    else:
+        order, host = np.arange(n), dict(split.rows)
+    arrays = {
+        k: jnp.asarray(v)
+        for k, v in split.constants.items()
+        if isinstance(v, np.ndarray | jax.Array) and np.ndim(v) >= 1
+    }
+    static = {k: v for k, v in split.constants.items() if k not in arrays}
+    rows = {k: jnp.asarray(v) for k, v in host.items()}
+    return PreparedData(rows, arrays, static, order, n)
+
+
+def program_for(
+    svi_key: Any, build_svi: Any, data: PreparedData, schedule: BatchSchedule, chunk_size: int
+) -> TrainingProgram:
+    """The cached program for this SVI (by key), schedule, chunk size and data layout."""
+    key = (
+        svi_key,
+        (schedule.num_rows, schedule.batch_size, schedule.shuffle),
+        chunk_size,
+        data_signature(data.rows),
+        data_signature(data.array_constants),
+        static_key(data.static_constants),
+    )
+    return get_program(
+        key, lambda: TrainingProgram(build_svi(), schedule, chunk_size, data.static_constants)
+    )
+
+
+def train(
+    program: TrainingProgram,
+    data: PreparedData,
+    *,
+    state: SVIState,
     shuffle_key: Array,
-) -> Callable[[SVIState, Array], tuple[SVIState, Array]]:
-    """One training step at global step ``step``: pick the batch, mask padding, update."""
-
-    def step(state: SVIState, step_index: Array) -> tuple[SVIState, Array]:
-        if schedule.is_full_batch:
-            return update(state, **rows, **constants)
-        indices, mask = schedule.indices(step_index, shuffle_key)
-        batch = _gather(rows, indices)
-        if not schedule.has_padding:
-            return update(state, **batch, **constants)
-        with padded_rows(row_mask=mask):
-            return update(state, **batch, **constants)
-
-    return step
-
-
-def make_chunk_runner(
-    step: Callable[[SVIState, Array], tuple[SVIState, Array]],
-    chunk_size: int,
     num_steps: int,
-) -> Callable[[SVIState, Array], tuple[SVIState, Array]]:
-    """A jitted ``(state, first_step) -> (state, losses[chunk_size])``; steps past the end skip."""
+    first_step: int = 0,
+    losses: np.ndarray | None = None,
+    progress_bar: bool = True,
+    checkpointer: Checkpointer | None = None,
+    checkpoint_every: int | None = None,
+) -> TrainingOutcome:
+    """Run steps ``first_step .. num_steps - 1`` of ``program`` from ``state``."""
+    chunk = program.chunk_size
+    history = [np.asarray(losses if losses is not None else np.zeros(0, np.float32))]
+    step = first_step
+    interrupted = False
+    with tqdm(
+        total=num_steps, initial=first_step, disable=not progress_bar, unit="step", leave=False
+    ) as bar:
+        while step < num_steps:
+            try:
+                new_state, device_losses = program.run_chunk(
+                    state, step, num_steps, data.rows, data.array_constants, shuffle_key
+                )
+                done = min(chunk, num_steps - step)
+                chunk_losses = np.asarray(device_losses)[:done]
+                finite = bool(np.isfinite(chunk_losses).all()) and program.params_finite(new_state)
+            except KeyboardInterrupt:
+                interrupted = True
+                break
+            if not finite:
+                raise _diagnose(
+                    program, data, state, step, chunk_losses, new_state, shuffle_key, history
+                )
+            state, step = new_state, step + done
+            history.append(chunk_losses)
+            bar.update(done)
+            bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4g}")
+            if checkpointer is not None and (
+                step == num_steps or (checkpoint_every and step % checkpoint_every == 0)
+            ):
+                checkpointer.save(state, step, np.concatenate(history))
+    if interrupted and checkpointer is not None and step > first_step:
+        checkpointer.save(state, step, np.concatenate(history))
+    return TrainingOutcome(state, np.concatenate(history), step, interrupted)
 
-    def body(state: SVIState, step_index: Array) -> tuple[SVIState, Array]:
-        result: tuple[SVIState, Array] = jax.lax.cond(
-            step_index < num_steps,
-            step,
-            lambda s, _: (s, jnp.array(jnp.nan, dtype=jnp.result_type(float))),
-            state,
-            step_index,
+
+def _diagnose(
+    program: TrainingProgram,
+    data: PreparedData,
+    start_state: SVIState,
+    first: int,
+    chunk_losses: np.ndarray,
+    end_state: SVIState,
+    shuffle_key: Array,
+    history: list[np.ndarray],
+) -> NonFiniteLossError:
+    """Replay the chunk to find the first bad step and the last finite state before it."""
+
+    def state_at(step: int) -> SVIState:  # the state after steps first .. step-1
+        if step == first:
+            return start_state
+        replayed, _ = program.run_chunk(
+            start_state, first, step, data.rows, data.array_constants, shuffle_key
         )
-        return result
+        return replayed
 
-    def run_chunk(state: SVIState, first_step: Array) -> tuple[SVIState, Array]:
-        steps = first_step + jnp.arange(chunk_size, dtype=jnp.int32)
-        result: tuple[SVIState, Array] = jax.lax.scan(body, state, steps)
-        return result
-
-    return jax.jit(run_chunk)
-
-
-def shuffle_rows_once(rows: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The same random row permutation applied to every row array, on the host."""
-    n = len(next(iter(rows.values())))
-    order = np.random.default_rng(seed).permutation(n)
-    return {k: np.asarray(v)[order] for k, v in rows.items()}
+    bad = np.flatnonzero(~np.isfinite(chunk_losses))
+    limit = first + int(bad[0]) if bad.size else first + len(chunk_losses)
+    candidate = end_state if not bad.size else state_at(limit)
+    if bad.size and program.params_finite(candidate):
+        culprit, what, last_state = limit, "the loss", candidate
+    else:  # the parameters turned non-finite: the update of the step before was at fault
+        culprit, what = limit - 1, "the gradient (the parameters became NaN or inf)"
+        last_state = state_at(culprit)
+    rows = np.asarray([], dtype=np.int64)
+    if program.schedule.is_full_batch:
+        rows = data.order.copy()
+    else:
+        positions, mask = program.schedule.indices(culprit, shuffle_key)
+        rows = data.order[np.asarray(positions)[np.asarray(mask)]]
+    kept = np.concatenate([*history, chunk_losses[: culprit - first]])
+    shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if rows.size > 10 else "")
+    return NonFiniteLossError(
+        f"training stopped at step {culprit}: {what} was not finite on the batch of rows "
+        f"[{shown}]. The last finite state (after {culprit} steps) is kept on this error "
+        "(.state, and .result from fit). Look for extreme values in those rows, scale the "
+        "inputs, or lower the learning rate.",
+        step=culprit,
+        rows=rows,
+        state=last_state,
+        losses=kept,
+    )
 
 
 def svi_run_batched(
@@ -138,39 +258,36 @@ def svi_run_batched(
 
     Returns:
         ``SVIRunResult(params, state, losses)`` with ``losses`` of shape ``(num_steps,)``.
+
+    Raises:
+        NonFiniteLossError: a loss or gradient was not finite (carries the last finite state).
     """
     split = split_rows_and_constants(data, num_obs)
-    n = split.num_rows
-    schedule = BatchSchedule(num_rows=n, batch_size=batch_size or n, shuffle=shuffle)
+    schedule = BatchSchedule(
+        num_rows=split.num_rows, batch_size=batch_size or split.num_rows, shuffle=shuffle
+    )
     total = resolve_num_steps(num_steps, num_epochs, schedule.steps_per_epoch)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    chunk_size = min(chunk_size, total)
+    init_key, shuffle_key, order_key = jax.random.split(rng_key, 3)
+    prepared = prepare_data(split, schedule, int(jax.random.randint(order_key, (), 0, 2**31 - 1)))
+    program = program_for(("svi", id(svi)), lambda: svi, prepared, schedule, min(chunk_size, total))
+    if program.svi is not svi:  # an id reused after the first SVI was freed
+        program = TrainingProgram(svi, schedule, min(chunk_size, total), prepared.static_constants)
+    state = (
+        init_state
+        if init_state is not None
+        else program.init(init_key, prepared.rows, prepared.array_constants, shuffle_key)
+    )
+    outcome = train(
+        program,
+        prepared,
+        state=state,
+        shuffle_key=shuffle_key,
+        num_steps=total,
+        progress_bar=progress_bar,
+    )
+    return SVIRunResult(svi.get_params(outcome.state), outcome.state, jnp.asarray(outcome.losses))
 
-    init_key, shuffle_key, order_seed = jax.random.split(rng_key, 3)
-    host_rows = split.rows
-    if shuffle and not schedule.is_full_batch:
-        seed = int(jax.random.randint(order_seed, (), 0, np.iinfo(np.int32).max))
-        host_rows = shuffle_rows_once(host_rows, seed)
-    rows = to_device(host_rows)
 
-    step = make_step(svi.update, rows, split.constants, schedule, shuffle_key)
-    if init_state is None:
-        first_rows = (
-            rows if schedule.is_full_batch else _gather(rows, schedule.indices(0, shuffle_key)[0])
-        )
-        init_state = svi.init(init_key, **first_rows, **split.constants)
-    run_chunk = make_chunk_runner(step, chunk_size, total)
-
-    state = init_state
-    losses: list[np.ndarray] = []
-    with tqdm(total=total, disable=not progress_bar, unit="step", leave=False) as bar:
-        for chunk in range(math.ceil(total / chunk_size)):
-            first = chunk * chunk_size
-            state, chunk_losses = run_chunk(state, jnp.asarray(first, dtype=jnp.int32))
-            done = min(chunk_size, total - first)
-            losses.append(np.asarray(chunk_losses)[:done])
-            bar.update(done)
-            bar.set_postfix(loss=f"{float(losses[-1][-1]):.4g}")
-    all_losses = np.concatenate(losses)
-    return SVIRunResult(svi.get_params(state), state, jnp.asarray(all_losses))
+__all__ = ["NonFiniteLossError", "svi_run_batched"]

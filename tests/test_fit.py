@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import numpy as np
 import numpyro
@@ -82,7 +84,7 @@ def test_low_level_api_as_in_blayers(tmp_path) -> None:
 
 
 def test_each_run_compiles_its_step_once_whatever_the_chunking() -> None:
-    """The model body runs at trace time only: more chunks or a ragged tail add no traces."""
+    """The model body runs only when traced: more chunks or a ragged tail add no traces."""
     x, y = simulate(103)
     traces = []
 
@@ -92,12 +94,43 @@ def test_each_run_compiles_its_step_once_whatever_the_chunking() -> None:
 
     def count(**kwargs) -> int:
         traces.clear()
-        fit(counted, x=x, y=y, progress_bar=False, num_samples=2, **kwargs)
+        fit(counted, x=x, y=y, progress_bar=False, num_samples=2, batch_size=10, **kwargs)
         return len(traces)
 
-    one_chunk = count(batch_size=10, num_steps=10, chunk_size=10)
-    many_chunks = count(batch_size=10, num_steps=60, chunk_size=10)  # 6 chunks, ragged tail
-    assert many_chunks == one_chunk
+    first = count(num_steps=10, chunk_size=10)
+    # Six chunks, a ragged tail, another seed: the cached program is reused; only the eager
+    # dry run on the data (one trace) runs the model again.
+    assert count(num_steps=60, chunk_size=10, seed=3) == 1
+    assert first > 1
+
+
+class CompileCounter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "Compiling" in message or "compil" in message.lower():
+            self.messages.append(message)
+
+
+def test_second_fit_with_same_shapes_compiles_nothing() -> None:
+    x, y = simulate(200)
+    x2, y2 = simulate(200, seed=5)  # new data, same shapes
+    options = dict(batch_size=32, num_steps=50, progress_bar=False, num_samples=20)
+    fit(model, x=x, y=y, seed=0, **options)
+    counter = CompileCounter()
+    logger = logging.getLogger("jax")
+    logger.addHandler(counter)
+    try:
+        with jax.log_compiles(True):
+            again = fit(model, x=x2, y=y2, seed=1, **options)
+            again.summary()
+    finally:
+        logger.removeHandler(counter)
+    assert counter.messages == []
+    assert again.losses.shape == (50,)
 
 
 def test_rows_and_constants_are_told_apart() -> None:

@@ -1,0 +1,145 @@
+"""Fast initialisation of an SVI state: one compiled program instead of hundreds of eager ops.
+
+``numpyro.infer.SVI.init`` runs the model and guide eagerly (finding valid initial values, building
+the autoguide's prototype trace); on a CPU that is a few hundred tiny operations, each compiled on
+first use: seconds before the first step. :func:`fast_init` runs the same ``svi.init`` under
+``jax.jit`` instead. ``init`` also stores state on the guide (its prototype trace and initial
+values) and on the SVI object (``constrain_fn``); under ``jit`` those would be tracers, so they are
+returned from the compiled program as concrete arrays and put back in place. If anything of that
+cannot be restored, it falls back to the eager ``svi.init`` on a reset guide, so the result is
+always the state ``svi.init`` would give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from numpyro.infer import autoguide
+from numpyro.infer.svi import SVIState
+
+from blayers_core._typing import Array
+
+#: Guides whose ``init`` state is known to carry out of ``jit`` intact (exact types, not
+#: subclasses). Others (e.g. ``AutoLaplaceApproximation``, which keeps the model's arguments in a
+#: closure) are initialised eagerly.
+JIT_SAFE_GUIDES = (
+    autoguide.AutoNormal,
+    autoguide.AutoDiagonalNormal,
+    autoguide.AutoMultivariateNormal,
+    autoguide.AutoLowRankMultivariateNormal,
+    autoguide.AutoDelta,
+)
+
+
+def _is_tracer(value: Any) -> bool:
+    return isinstance(value, jax.core.Tracer)
+
+
+def _stored_state(svi: Any) -> dict[str, Any]:
+    """What ``svi.init`` leaves behind on the guide and the SVI object."""
+    guide_vars = dict(vars(svi.guide)) if hasattr(svi.guide, "__dict__") else {}
+    return {"guide": guide_vars, "constrain_fn": getattr(svi, "constrain_fn", None)}
+
+
+def _restore(svi: Any, stored: dict[str, Any]) -> None:
+    for name, value in stored["guide"].items():
+        setattr(svi.guide, name, value)
+    svi.constrain_fn = stored["constrain_fn"]
+
+
+def _collect_tracers(tree: Any) -> list[Any]:
+    found: list[Any] = []
+
+    def keep(tracer: Any) -> Any:
+        found.append(tracer)
+        return tracer
+
+    _map_tracers(tree, keep)
+    return found
+
+
+def _contains_tracer(tree: Any) -> bool:
+    return bool(_collect_tracers(tree))
+
+
+def _map_tracers(obj: Any, fn: Any) -> Any:
+    """``obj`` with every tracer ``t`` replaced by ``fn(t)``, in a fixed traversal order.
+
+    Dicts keep their key order (``jax.tree_util`` would sort plain dicts, and an autoguide's
+    latent layout follows the order of its sites); lists and tuples keep theirs; other pytrees
+    (NumPyro distributions) are mapped leaf by leaf; anything else is kept as it is.
+    """
+    if _is_tracer(obj):
+        return fn(obj)
+    if isinstance(obj, dict):
+        mapped = {k: _map_tracers(v, fn) for k, v in obj.items()}
+        if type(obj) is dict:
+            return mapped
+        copy = type(obj)()
+        copy.update(mapped)
+        return copy
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_map_tracers(v, fn) for v in obj))
+    if isinstance(obj, list | tuple):
+        return type(obj)(_map_tracers(v, fn) for v in obj)
+    leaves, treedef = jax.tree_util.tree_flatten(obj)
+    if len(leaves) == 1 and leaves[0] is obj:
+        return obj
+    return jax.tree_util.tree_unflatten(treedef, [_map_tracers(v, fn) for v in leaves])
+
+
+def eager_init(svi: Any, rng_key: Array, *args: Any, **kwargs: Any) -> SVIState:
+    """``svi.init`` as NumPyro runs it, after resetting an autoguide's prototype."""
+    if hasattr(svi.guide, "prototype_trace"):
+        svi.guide.prototype_trace = None
+    return svi.init(rng_key, *args, **kwargs)
+
+
+def fast_init(
+    svi: Any,
+    rng_key: Array,
+    *args: Any,
+    cache: dict[str, Any] | None = None,
+    static_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> SVIState:
+    """The state ``svi.init(rng_key, *args, **kwargs, **static_kwargs)`` returns, in one compiled call.
+
+    ``args`` and ``kwargs`` are arrays (traced); ``static_kwargs`` are other values (strings,
+    numbers) fixed in the compiled program. ``cache`` (a dict owned by the caller, one per
+    ``svi`` and ``static_kwargs``) keeps the compiled program, so later calls with arguments of the
+    same shapes compile nothing.
+    """
+    static = dict(static_kwargs or {})
+    if type(svi.guide) not in JIT_SAFE_GUIDES:
+        return eager_init(svi, rng_key, *args, **kwargs, **static)
+    cache = {} if cache is None else cache
+    if cache.get("eager"):
+        return eager_init(svi, rng_key, *args, **kwargs, **static)
+    if "compiled" not in cache:
+
+        def traced_init(key: Array, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            state = svi.init(key, *args, **kwargs, **static)
+            stored = _stored_state(svi)
+            traced = _collect_tracers(stored)
+            cache["stored"] = stored
+            return state, traced
+
+        cache["compiled"] = jax.jit(traced_init)
+    try:
+        state, concrete = cache["compiled"](rng_key, args, kwargs)
+        values = iter(concrete)
+        stored = _map_tracers(cache["stored"], lambda _: next(values))
+        prototype = stored["guide"].get("prototype_trace") or {}
+        if any(site.get("type") == "deterministic" for site in prototype.values()):
+            # NumPyro keeps deterministic values where they cannot be restored from outside.
+            raise TypeError("deterministic sites")
+        if next(values, None) is not None or _contains_tracer(stored):
+            raise TypeError("guide state still holds tracers")
+        _restore(svi, stored)
+    except Exception:  # a guide whose state cannot be carried out of jit: do what NumPyro does
+        cache.clear()
+        cache["eager"] = True
+        return eager_init(svi, rng_key, *args, **kwargs, **static)
+    return state  # type: ignore[no-any-return]

@@ -1,0 +1,202 @@
+"""Compiled training programs, cached so that a second run with the same shapes compiles nothing.
+
+A :class:`TrainingProgram` holds one ``numpyro.infer.SVI`` together with the batch schedule and the
+layout of the data (names, shapes and dtypes of the row arrays and array constants). It compiles
+three things once: the initialisation (:mod:`blayers_core.init`), a chunk of ``chunk_size``
+training steps inside ``jax.lax.scan``, and a finiteness check of the parameters. The data, the
+keys, the first step and the total number of steps are arguments of the compiled functions, not
+constants baked into them, so a new seed, new data of the same shapes or another ``num_steps``
+reuse the same executables.
+
+:func:`get_program` looks programs up in a small process-wide cache by a key that describes
+everything the compiled code depends on.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.infer.svi import SVIState
+
+from blayers_core._typing import Array
+from blayers_core.init import fast_init
+from blayers_core.minibatch import BatchSchedule, padded_rows
+
+#: Programs kept per process (each holds compiled executables and one SVI).
+PROGRAM_CACHE_SIZE = 16
+
+_PROGRAMS: OrderedDict[Hashable, TrainingProgram] = OrderedDict()
+
+
+def _gather(rows: Mapping[str, Array], indices: Array) -> dict[str, Array]:
+    return {k: jnp.take(v, indices, axis=0) for k, v in rows.items()}
+
+
+def _all_finite(tree: Any) -> Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree) if jnp.size(x)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+class TrainingProgram:
+    """Compiled init, training chunk and finiteness check for one SVI and one data layout."""
+
+    def __init__(
+        self,
+        svi: Any,
+        schedule: BatchSchedule,
+        chunk_size: int,
+        static_constants: Mapping[str, Any],
+    ) -> None:
+        self.svi = svi
+        self.schedule = schedule
+        self.chunk_size = chunk_size
+        self.static_constants = dict(static_constants)
+        self._run_chunk = jax.jit(self._chunk)
+        self._params_finite = jax.jit(lambda state: _all_finite(self.svi.get_params(state)))
+        self._init_cache: dict[str, Any] = {}
+        self._draw: dict[int, Callable[..., Any]] = {}
+
+    # ------------------------------------------------------------------ tracing
+    def _batch(
+        self, step_index: Array, rows: Mapping[str, Array], shuffle_key: Array
+    ) -> tuple[dict[str, Array], Array | None]:
+        if self.schedule.is_full_batch:
+            return dict(rows), None
+        indices, mask = self.schedule.indices(step_index, shuffle_key)
+        return _gather(rows, indices), (mask if self.schedule.has_padding else None)
+
+    def _step(
+        self,
+        state: SVIState,
+        step_index: Array,
+        rows: Mapping[str, Array],
+        constants: Mapping[str, Any],
+        shuffle_key: Array,
+    ) -> tuple[SVIState, Array]:
+        batch, mask = self._batch(step_index, rows, shuffle_key)
+        arguments = {**batch, **constants, **self.static_constants}
+        if mask is None:
+            return self.svi.update(state, **arguments)  # type: ignore[no-any-return]
+        with padded_rows(row_mask=mask):
+            return self.svi.update(state, **arguments)  # type: ignore[no-any-return]
+
+    def _chunk(
+        self,
+        state: SVIState,
+        first_step: Array,
+        num_steps: Array,
+        rows: Mapping[str, Array],
+        constants: Mapping[str, Any],
+        shuffle_key: Array,
+    ) -> tuple[SVIState, Array]:
+        nan = jnp.array(jnp.nan, dtype=jnp.result_type(float))
+
+        def body(state: SVIState, step_index: Array) -> tuple[SVIState, Array]:
+            result: tuple[SVIState, Array] = jax.lax.cond(
+                step_index < num_steps,
+                lambda s: self._step(s, step_index, rows, constants, shuffle_key),
+                lambda s: (s, nan),
+                state,
+            )
+            return result
+
+        steps = first_step + jnp.arange(self.chunk_size, dtype=jnp.int32)
+        out: tuple[SVIState, Array] = jax.lax.scan(body, state, steps)
+        return out
+
+    # -------------------------------------------------------------------- calls
+    def init(
+        self,
+        rng_key: Array,
+        rows: Mapping[str, Array],
+        constants: Mapping[str, Any],
+        shuffle_key: Array,
+    ) -> SVIState:
+        """The initial state, from the first batch (compiled once per program)."""
+        batch, _ = self._batch(jnp.int32(0), rows, shuffle_key)
+        return fast_init(
+            self.svi,
+            rng_key,
+            cache=self._init_cache,
+            static_kwargs=self.static_constants,
+            **batch,
+            **constants,
+        )
+
+    def run_chunk(
+        self,
+        state: SVIState,
+        first_step: int,
+        num_steps: int,
+        rows: Mapping[str, Array],
+        constants: Mapping[str, Any],
+        shuffle_key: Array,
+    ) -> tuple[SVIState, Array]:
+        """Steps ``first_step .. first_step + chunk_size - 1``; those ``>= num_steps`` are skipped."""
+        return self._run_chunk(  # type: ignore[no-any-return]
+            state, jnp.int32(first_step), jnp.int32(num_steps), rows, constants, shuffle_key
+        )
+
+    def params_finite(self, state: SVIState) -> bool:
+        return bool(self._params_finite(state))
+
+    def draw_posterior(
+        self,
+        rng_key: Array,
+        params: Mapping[str, Any],
+        num_samples: int,
+        rows: Mapping[str, Array],
+        constants: Mapping[str, Any],
+    ) -> dict[str, Array]:
+        """``num_samples`` draws of every latent site from the guide (compiled once per count)."""
+        if num_samples not in self._draw:
+            from blayers_core.posterior import draw_posterior
+
+            def draw(key: Array, params: Any, rows: Any, constants: Any) -> dict[str, Array]:
+                data = {**rows, **constants, **self.static_constants}
+                return draw_posterior(self.svi.guide, params, key, num_samples, data)
+
+            self._draw[num_samples] = jax.jit(draw)
+        return self._draw[num_samples](rng_key, params, rows, constants)  # type: ignore[no-any-return]
+
+
+def data_signature(arrays: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+    """Names, shapes and dtypes: what a compiled program depends on, not the values."""
+    return tuple(
+        sorted((k, tuple(np.shape(v)), str(jnp.asarray(v).dtype)) for k, v in arrays.items())
+    )
+
+
+def static_key(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A hashable key for non-array constants (by value when hashable, else by identity)."""
+    items = []
+    for name, value in sorted(values.items()):
+        try:
+            hash(value)
+            items.append((name, value))
+        except TypeError:
+            items.append((name, ("id", id(value))))
+    return tuple(items)
+
+
+def get_program(key: Hashable, build: Callable[[], TrainingProgram]) -> TrainingProgram:
+    """The cached program for ``key``, building (and caching) it on a miss."""
+    program = _PROGRAMS.get(key)
+    if program is None:
+        program = build()
+        _PROGRAMS[key] = program
+        while len(_PROGRAMS) > PROGRAM_CACHE_SIZE:
+            _PROGRAMS.popitem(last=False)
+    else:
+        _PROGRAMS.move_to_end(key)
+    return program
+
+
+def clear_program_cache() -> None:
+    """Forget every cached program (their compiled code is freed with them)."""
+    _PROGRAMS.clear()
