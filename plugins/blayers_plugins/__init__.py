@@ -21,6 +21,7 @@ from blayers_plugins.layers import (
     FMLayer,
     LowRankInteractionLayer,
 )
+from blayers_plugins.links import *  # noqa: F403 - every first-party link class
 from blayers_plugins.links import LINKS, GaussianLink, gaussian_link_exp
 from blayers_plugins.losses import LOSSES, Batched_Trace_ELBO
 from blayers_plugins.optimizers import OPTIMIZERS
