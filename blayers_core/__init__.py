@@ -15,6 +15,8 @@ blayers_core never imports a plugin; the first-party layers, links, losses, guid
 are found through the same entry-point group as third-party ones.
 """
 
+from blayers_core.checkpoint import CheckpointError
+from blayers_core.compilation_cache import enable_compilation_cache, enable_from_environment
 from blayers_core.data import SplitData, split_rows_and_constants
 from blayers_core.errors import (
     AmbiguousComponentError,
@@ -25,6 +27,7 @@ from blayers_core.errors import (
 )
 from blayers_core.fit import fit
 from blayers_core.hookspecs import ENTRY_POINT_GROUP, hookimpl
+from blayers_core.mcmc import SamplingWarning
 from blayers_core.minibatch import BatchSchedule, multiply_scale, padded_rows
 from blayers_core.protocols import (
     GuideFactory,
@@ -48,15 +51,18 @@ from blayers_core.registry import (
     plugin_failures,
 )
 from blayers_core.results import FitResult, Predictions, Summary
-from blayers_core.runner import svi_run_batched
+from blayers_core.runner import NonFiniteLossError, svi_run_batched
 from blayers_core.shapes import align_to_target, layer_input
 
 __version__ = "0.1.0"
+
+enable_from_environment()
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "AmbiguousComponentError",
     "BatchSchedule",
+    "CheckpointError",
     "Component",
     "ComponentNotFoundError",
     "DataError",
@@ -66,16 +72,19 @@ __all__ = [
     "Link",
     "Loss",
     "MinibatchLoss",
+    "NonFiniteLossError",
     "OptimizerFactory",
     "PluginError",
     "PluginFailure",
     "PluginWarning",
     "Predictions",
     "Registry",
+    "SamplingWarning",
     "SplitData",
     "Summary",
     "align_to_target",
     "components",
+    "enable_compilation_cache",
     "fit",
     "get_registry",
     "guide",

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+from numpyro.handlers import replay, seed
 from numpyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from numpyro.infer.elbo import ELBO
+from numpyro.infer.util import log_density
 from numpyro.primitives import Messenger
 
 from blayers_core import multiply_scale
@@ -44,7 +48,24 @@ class scale_observed_rows(Messenger):
         multiply_scale(msg, self.num_obs / batch_shape[0])
 
 
-class Batched_Trace_ELBO(Trace_ELBO):
+def _elbo_particle(
+    rng_key: Any, param_map: Any, model: Any, guide: Any, args: Any, kwargs: Any
+) -> Any:
+    """``log p(y, z) - log q(z)`` for one draw ``z ~ q``, summed in trace order.
+
+    NumPyro's ``Trace_ELBO`` sums the sites of a Python ``set``, whose order changes with the
+    process's string-hash seed; summing in trace order keeps the compiled program, and so the
+    floating-point result, identical from one process to the next (resumed runs stay bit-exact
+    and the persistent compilation cache hits).
+    """
+    model_key, guide_key = jax.random.split(rng_key)
+    guide_log_density, guide_trace = log_density(seed(guide, guide_key), args, kwargs, param_map)
+    replayed = replay(seed(model, model_key), guide_trace)
+    model_log_density, _ = log_density(replayed, args, kwargs, param_map)
+    return model_log_density - guide_log_density
+
+
+class Batched_Trace_ELBO(ELBO):
     """Minibatch ELBO: observed log-likelihood scaled by ``num_obs / rows in the batch``.
 
     Args:
@@ -80,7 +101,14 @@ class Batched_Trace_ELBO(Trace_ELBO):
         scaled = scale_observed_rows(model, num_obs=self.num_obs)
         if self.batch_size is not None:
             scaled = _at_most_rows(scaled, self.batch_size)
-        return super().loss_with_mutable_state(rng_key, param_map, scaled, guide, *args, **kwargs)
+        if self.num_particles == 1:
+            elbo = _elbo_particle(rng_key, param_map, scaled, guide, args, kwargs)
+        else:
+            keys = jax.random.split(rng_key, self.num_particles)
+            elbo = jax.vmap(
+                lambda key: _elbo_particle(key, param_map, scaled, guide, args, kwargs)
+            )(keys).mean()
+        return {"loss": -elbo, "mutable_state": None}
 
     def __repr__(self) -> str:
         return (
