@@ -91,7 +91,7 @@ def test_killed_run_resumes_to_the_same_parameters_bit_for_bit(tmp_path) -> None
     assert not (tmp_path / "killed.npz").exists()
 
     resumed = _start(tmp_path, "resumed.npz", "--resume")
-    out, err = resumed.communicate(timeout=300)
+    _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     # The uninterrupted run, in a fresh folder.
     (tmp_path / "fresh").mkdir()
@@ -109,7 +109,7 @@ def test_ctrl_c_stops_cleanly_keeps_the_state_and_says_how_to_resume(tmp_path) -
     worker = _start(tmp_path, "interrupted.npz")
     _wait_for_checkpoints(tmp_path / "ckpt", 1, worker)
     worker.send_signal(signal.SIGINT)
-    out, err = worker.communicate(timeout=120)
+    _, err = worker.communicate(timeout=120)
     assert worker.returncode == 0, err
     assert "training interrupted after" in err and "resume=True" in err
     saved = np.load(tmp_path / "interrupted.npz")
