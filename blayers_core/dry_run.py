@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import numpy as np
 from numpyro import handlers
 
@@ -21,6 +22,14 @@ from blayers_core._typing import ModelFn
 DRY_RUN_CHUNK_ROWS = 1 << 16
 
 
+@attrs.frozen
+class DryRunResult:
+    """What one eager run of the model showed."""
+
+    observed_sites: tuple[str, ...]
+    deterministic_sites: tuple[str, ...]
+
+
 def dry_run(
     model: ModelFn,
     rows: Mapping[str, Any],
@@ -28,13 +37,14 @@ def dry_run(
     *,
     seed: int = 0,
     chunk_rows: int = DRY_RUN_CHUNK_ROWS,
-) -> tuple[str, ...]:
-    """Run ``model(**rows, **constants)`` eagerly over every row; return its observed site names.
+) -> DryRunResult:
+    """Run ``model(**rows, **constants)`` eagerly over every row; report its observed sites.
 
     Raises whatever the model's layers and links raise on bad concrete input.
     """
     num_rows = len(next(iter(rows.values()))) if rows else 0
     observed: tuple[str, ...] = ()
+    deterministic: tuple[str, ...] = ()
     for start in range(0, max(num_rows, 1), chunk_rows):
         chunk = {k: np.asarray(v)[start : start + chunk_rows] for k, v in rows.items()}
         model_trace = handlers.trace(handlers.seed(model, rng_seed=seed)).get_trace(
@@ -45,4 +55,7 @@ def dry_run(
             for name, site in model_trace.items()
             if site["type"] == "sample" and site["is_observed"] and not name.startswith("_")
         )
-    return observed
+        deterministic = tuple(
+            n for n, site in model_trace.items() if site["type"] == "deterministic"
+        )
+    return DryRunResult(observed, deterministic)

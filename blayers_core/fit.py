@@ -185,7 +185,7 @@ def fit(
     if method == "nuts":
         from blayers_core.mcmc import fit_nuts
 
-        observed = dry_run(model, split.rows, split.constants, seed=seed)
+        observed = dry_run(model, split.rows, split.constants, seed=seed).observed_sites
         return fit_nuts(
             model,
             split,
@@ -223,7 +223,8 @@ def fit(
     learning_rate = DEFAULT_LEARNING_RATE if lr is None else lr
     optim = resolve_optimizer(optimizer, learning_rate)
     guide_fn = resolve_guide(guide, model)
-    observed = dry_run(model, split.rows, split.constants, seed=seed)  # bad input raises here
+    checked = dry_run(model, split.rows, split.constants, seed=seed)  # bad input raises here
+    observed = checked.observed_sites
 
     sample_key, init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(seed), 3)
     prepared = prepare_data(split, schedule, seed)
@@ -236,7 +237,14 @@ def fit(
     program = program_for(
         svi_key, lambda: SVI(model, guide_fn, optim, loss_fn), prepared, schedule, chunk
     )
-    state = program.init(init_key, prepared.rows, prepared.array_constants, shuffle_key)
+    state = program.init(
+        init_key,
+        prepared.rows,
+        prepared.array_constants,
+        shuffle_key,
+        # NumPyro keeps deterministic values on the guide where jit cannot restore them.
+        eager=bool(checked.deterministic_sites),
+    )
 
     checkpointer, first_step, losses = None, 0, None
     if checkpoint_dir is not None:

@@ -116,8 +116,13 @@ class TrainingProgram:
         rows: Mapping[str, Array],
         constants: Mapping[str, Any],
         shuffle_key: Array,
+        *,
+        eager: bool = False,
     ) -> SVIState:
-        """The initial state, from the first batch (compiled once per program)."""
+        """The initial state, from the first batch: compiled once per program, or with
+        ``eager=True`` op by op as NumPyro does it (for guides whose state jit cannot carry)."""
+        if eager:
+            self._init_cache["eager"] = True
         batch, _ = self._batch(jnp.int32(0), rows, shuffle_key)
         return fast_init(
             self.svi,

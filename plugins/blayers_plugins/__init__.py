@@ -26,6 +26,7 @@ from blayers_plugins.links import *  # noqa: F403 - every first-party link class
 from blayers_plugins.links import LINKS, GaussianLink, gaussian_link_exp
 from blayers_plugins.losses import LOSSES, Batched_Trace_ELBO
 from blayers_plugins.optimizers import OPTIMIZERS
+from blayers_plugins.reparam import autoreparam, autoreshape
 
 
 def _register_all(
@@ -62,6 +63,8 @@ def register_optimizers(register: Register) -> None:
 
 
 __all__ = [
+    "autoreparam",
+    "autoreshape",
     "AdaptiveLayer",
     "Batched_Trace_ELBO",
     "FMLayer",

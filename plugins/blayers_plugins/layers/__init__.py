@@ -3,6 +3,15 @@
 from blayers_plugins.layers import index, pairwise, shrinkage, smooth
 from blayers_plugins.layers._base import BaseLayer
 from blayers_plugins.layers.adaptive import AdaptiveLayer, FixedPriorLayer
+from blayers_plugins.layers.index import (
+    AR1Layer,
+    EmbeddingLayer,
+    FixedEffectsLayer,
+    InterceptLayer,
+    RandomEffectsLayer,
+    RandomSlopesLayer,
+    RandomWalkLayer,
+)
 from blayers_plugins.layers.interactions import FMLayer, LowRankInteractionLayer
 from blayers_plugins.layers.pairwise import (
     BilinearLayer,
@@ -26,19 +35,26 @@ LAYERS = {
 }
 
 __all__ = [
+    "AR1Layer",
     "AdaptiveLayer",
     "BaseLayer",
     "BilinearLayer",
+    "EmbeddingLayer",
     "FM3Layer",
     "FMLayer",
+    "FixedEffectsLayer",
     "FixedPriorLayer",
     "HSGPLayer",
     "HorseshoeInteractionLayer",
     "HorseshoeLayer",
     "InteractionLayer",
+    "InterceptLayer",
     "LAYERS",
     "LowRankBilinearLayer",
     "LowRankInteractionLayer",
     "MixtureLayer",
     "PSplineLayer",
+    "RandomEffectsLayer",
+    "RandomSlopesLayer",
+    "RandomWalkLayer",
 ]
