@@ -18,8 +18,10 @@ from numpyro import handlers
 
 from blayers_core._typing import ModelFn
 
-#: Rows per eager chunk; bounded so the check's memory stays small for millions of rows.
-DRY_RUN_CHUNK_ROWS = 1 << 16
+#: Rows per eager chunk; bounded so the check's memory stays small for millions of rows. Every
+#: chunk has this many rows (the last is topped up with rows from the start), so each eager
+#: operation compiles for one shape only.
+DRY_RUN_CHUNK_ROWS = 1 << 18
 
 
 @attrs.frozen
@@ -46,7 +48,13 @@ def dry_run(
     observed: tuple[str, ...] = ()
     deterministic: tuple[str, ...] = ()
     for start in range(0, max(num_rows, 1), chunk_rows):
-        chunk = {k: np.asarray(v)[start : start + chunk_rows] for k, v in rows.items()}
+        if num_rows <= chunk_rows:
+            chunk = dict(rows)
+        else:
+            positions = np.arange(start, start + chunk_rows)
+            chunk = {
+                k: np.take(np.asarray(v), positions, axis=0, mode="wrap") for k, v in rows.items()
+            }
         model_trace = handlers.trace(handlers.seed(model, rng_seed=seed)).get_trace(
             **chunk, **constants
         )

@@ -14,6 +14,7 @@ being clamped or wrapped around.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,11 @@ import numpy as np
 
 def total_categories(num_categories: int | Sequence[int]) -> int:
     """Rows of the parameter table: ``c`` or ``sum(c_j)``."""
-    return int(num_categories) if isinstance(num_categories, int) else int(sum(num_categories))
+    return (
+        int(num_categories)
+        if isinstance(num_categories, numbers.Integral)
+        else int(sum(num_categories))
+    )
 
 
 def index_input(
@@ -51,8 +56,8 @@ def index_input(
             f"{tuple(value.shape)}"
         )
     fields = value.shape[1]
-    if isinstance(num_categories, int):
-        sizes = np.full(fields, num_categories)
+    if isinstance(num_categories, numbers.Integral):
+        sizes = np.full(fields, int(num_categories))
     else:
         sizes = np.asarray(num_categories)
         if sizes.shape != (fields,):
@@ -64,7 +69,7 @@ def index_input(
         _check_range(layer, argument, value, sizes)
     offsets = (
         np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        if not isinstance(num_categories, int)
+        if not isinstance(num_categories, numbers.Integral)
         else np.zeros(fields)
     )
     return jnp.asarray(value, dtype=jnp.int32) + jnp.asarray(offsets, dtype=jnp.int32)
