@@ -19,3 +19,23 @@ def assert_same_log_joint(model, reference, params, *args) -> float:
     assert np.isfinite(float(lp_ref))
     np.testing.assert_allclose(float(lp_model), float(lp_ref), rtol=1e-5)
     return float(lp_model)
+
+
+def positive(rng, shape):
+    """Random values in ``[0.5, 2)``: a valid value for a scale site."""
+    return rng.uniform(0.5, 2.0, size=shape).astype(np.float32)
+
+
+def real(rng, shape):
+    """Standard normal values: a valid value for a real site."""
+    return rng.normal(size=shape).astype(np.float32)
+
+
+def run_with(fn, *, data=None, seed: int = 0):
+    """Call ``fn()`` with the sites in ``data`` fixed and the rest drawn under ``seed``."""
+    from numpyro import handlers as _handlers
+
+    fn = _handlers.seed(fn, rng_seed=seed)
+    if data:
+        fn = _handlers.substitute(fn, data=data)
+    return fn()

@@ -13,6 +13,9 @@ import numpyro.distributions as dist
 import optax
 import pytest
 from helpers import assert_same_log_joint, trace
+from helpers import positive as _positive
+from helpers import real as _real
+from helpers import run_with as _run
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.infer.util import log_density
@@ -35,21 +38,6 @@ def _rng(seed: int) -> np.random.Generator:
 
 def _x(seed: int = 0, n: int = N, d: int = D) -> np.ndarray:
     return _rng(seed).normal(size=(n, d)).astype(np.float32)
-
-
-def _positive(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    return rng.uniform(0.5, 2.0, size=shape).astype(np.float32)
-
-
-def _real(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    return rng.normal(size=shape).astype(np.float32)
-
-
-def _run(fn, *, data: dict | None = None, seed: int = 0):
-    fn = handlers.seed(fn, rng_seed=seed)
-    if data:
-        fn = handlers.substitute(fn, data=data)
-    return fn()
 
 
 def _horseshoe_params(rng, prefix: str, p: int, units: int, slab: bool, centered: bool) -> dict:

@@ -12,7 +12,9 @@ import numpyro.distributions as dist
 import optax
 import pytest
 from helpers import assert_same_log_joint, trace
-from numpyro import handlers
+from helpers import positive as _positive
+from helpers import real as _real
+from helpers import run_with as _run
 from scipy.interpolate import BSpline
 
 import blayers_core
@@ -25,21 +27,6 @@ N = 6
 
 def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
-
-
-def _positive(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    return rng.uniform(0.5, 2.0, size=shape).astype(np.float32)
-
-
-def _real(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    return rng.normal(size=shape).astype(np.float32)
-
-
-def _run(fn, *, data: dict | None = None, seed: int = 0):
-    fn = handlers.seed(fn, rng_seed=seed)
-    if data:
-        fn = handlers.substitute(fn, data=data)
-    return fn()
 
 
 def _f32_knots(knots: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpyro.distributions as dist
 import optax
 import pytest
 from helpers import assert_same_log_joint, trace
-from numpyro import handlers
+from helpers import run_with as _run
 from numpyro.infer.util import log_density
 
 import blayers_core
@@ -64,13 +64,6 @@ def _multi_hot(seed: int = 1, n: int = N) -> tuple[np.ndarray, np.ndarray, np.nd
         values[row, :active] = rng.uniform(0.5, 2.0, size=active)
         dense[row, chosen] = values[row, :active]
     return codes, values, dense
-
-
-def _run(fn, *, data: dict | None = None, seed: int = 0):
-    fn = handlers.seed(fn, rng_seed=seed)
-    if data:
-        fn = handlers.substitute(fn, data=data)
-    return fn()
 
 
 def _fm_params(rng: np.random.Generator, rows: int, units: int, name: str = "fm") -> dict:
