@@ -15,6 +15,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -146,10 +150,13 @@ def train(
     history = [np.asarray(losses if losses is not None else np.zeros(0, np.float32))]
     step = first_step
     interrupted = False
-    with tqdm(
-        total=num_steps, initial=first_step, disable=not progress_bar, unit="step", leave=False
-    ) as bar:
-        while step < num_steps:
+    with (
+        _stop_on_ctrl_c() as stop,
+        tqdm(
+            total=num_steps, initial=first_step, disable=not progress_bar, unit="step", leave=False
+        ) as bar,
+    ):
+        while step < num_steps and not stop.requested:
             try:
                 new_state, device_losses = program.run_chunk(
                     state, step, num_steps, data.rows, data.array_constants, shuffle_key
@@ -157,8 +164,8 @@ def train(
                 done = min(chunk, num_steps - step)
                 chunk_losses = np.asarray(device_losses)[:done]
                 finite = bool(np.isfinite(chunk_losses).all()) and program.params_finite(new_state)
-            except KeyboardInterrupt:
-                interrupted = True
+            except KeyboardInterrupt:  # a second Ctrl-C, or not the main thread
+                stop.requested = True
                 break
             if not finite:
                 raise _diagnose(
@@ -172,9 +179,36 @@ def train(
                 step == num_steps or (checkpoint_every and step % checkpoint_every == 0)
             ):
                 checkpointer.save(state, step, np.concatenate(history))
-    if interrupted and checkpointer is not None and step > first_step:
-        checkpointer.save(state, step, np.concatenate(history))
+        interrupted = stop.requested and step < num_steps
+        if interrupted and checkpointer is not None and step > first_step:
+            checkpointer.save(state, step, np.concatenate(history))
     return TrainingOutcome(state, np.concatenate(history), step, interrupted)
+
+
+class _StopRequest:
+    requested = False
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[_StopRequest]:
+    """While training: the first Ctrl-C asks the loop to stop after the current chunk (its
+    checkpoint is then written whole); a second one interrupts at once."""
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _diagnose(
