@@ -426,3 +426,27 @@ def test_fit_recovers_a_rank_two_fm_over_three_categorical_fields():
     bad[0, 2] = 3
     with pytest.raises(ValueError, match="x has 1 codes outside"):
         result.predict(codes=bad)
+
+
+@pytest.mark.parametrize("cls", ["EmbeddingLayer", "RandomEffectsLayer"])
+def test_weighted_multi_hot_codes_equal_the_weighted_one_hot_product(cls) -> None:
+    """Padded multi-hot rows (weight 0 for padding) give weighted_one_hot @ table, no one-hot built."""
+    import blayers_plugins
+
+    layer_class = getattr(blayers_plugins, cls)
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 7, size=(6, 4))
+    values = rng.uniform(0.5, 2.0, size=(6, 4)).astype(np.float32)
+    values[:, 3] = 0.0  # the last column is padding
+    layer = layer_class(num_categories=7, weighted=True)
+    table = rng.normal(size=(7, 2)).astype(np.float32)
+    out = _run(lambda: layer("e", codes, values, units=2), data={"e/theta": table})
+    dense = np.zeros((6, 7), np.float32)
+    for n in range(6):
+        for f in range(4):
+            dense[n, codes[n, f]] += values[n, f]
+    np.testing.assert_allclose(out, dense @ table, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="values must have the shape of the codes"):
+        layer("e", codes, values[:, :2])
+    with pytest.raises(TypeError, match="takes inputs \\(x, values\\)"):
+        layer("e", codes)

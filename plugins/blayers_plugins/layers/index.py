@@ -58,9 +58,26 @@ _bool = attrs.validators.instance_of(bool)
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _gather_sum(table: jax.Array, index: jax.Array) -> jax.Array:
-    """``out[n] = sum_f table[index[n, f]]`` for a table ``(C, units)`` and codes ``(n, f)``."""
-    return jnp.sum(jnp.take(table, index, axis=0), axis=1)
+def _gather_sum(table: jax.Array, index: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """``out[n] = sum_f w[n, f] table[index[n, f]]`` for a table ``(C, units)`` and codes
+    ``(n, f)`` (``w = 1`` without weights)."""
+    rows = jnp.take(table, index, axis=0)
+    if weights is not None:
+        rows = rows * weights[..., None]
+    return jnp.sum(rows, axis=1)
+
+
+def _check_weights(layer: str, codes: jax.Array, values: jax.Array | None) -> None:
+    if values is not None and tuple(values.shape) != tuple(codes.shape):
+        raise ValueError(
+            f"layer {layer!r}: values must have the shape of the codes x, {tuple(codes.shape)} "
+            f"(one weight per code; 0 for padding), got {tuple(values.shape)}"
+        )
+
+
+def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be True or False, got {value!r}")
 
 
 class _IndexLayer(BaseLayer):
@@ -139,23 +156,34 @@ class EmbeddingLayer(_IndexLayer):
         \text{out}_{n\cdot} &= \textstyle\sum_{j=1}^{f} \theta_{x_{nj}\,\cdot}  &&(n, u)
 
     With several fields the embeddings of a row's codes are summed (a bag of categories); with
-    ``num_categories`` a tuple each field has its own block of table rows.
+    ``num_categories`` a tuple each field has its own block of table rows. With ``weighted=True``
+    the layer is called as ``layer(name, x, values)`` and each code's row is weighted by
+    ``values`` ``(n, f)``: padded multi-hot rows give their padding any valid code and weight 0.
 
     Args:
         num_categories: levels per field: an int shared by every column, or one int per column.
         scale_prior: prior of the per-dimension scale, a scalar distribution on the positive
             reals (default ``HalfNormal(1)``).
+        weighted: take a second input ``values`` weighing every code.
     """
 
     num_categories: int | Sequence[int] = attrs.field(validator=categories_validator)
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
     )
+    weighted: bool = attrs.field(default=False, validator=_bool)
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    @property
+    def input_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("x", "values") if self.weighted else ("x",)
+
+    def forward(  # type: ignore[override]
+        self, x: jax.Array, values: jax.Array | None = None, *, units: int
+    ) -> jax.Array:
+        _check_weights(type(self).__name__, x, values)
         shape = (self.table_rows, units)
         table = sample_adaptive("scale", "theta", self.scale_prior, dist.Normal, 0.0, shape)
-        return _gather_sum(table, x)
+        return _gather_sum(table, x, values)
 
 
 @attrs.frozen(kw_only=True)
@@ -180,6 +208,8 @@ class RandomEffectsLayer(_IndexLayer):
         scale_prior: prior of the group-level scale, a scalar distribution on the positive reals
             (default ``HalfNormal(1)``).
         noncentered: sample the standardised effects ``z`` instead of ``theta`` (default False).
+        weighted: take a second input ``values`` ``(n, f)`` weighing every code (padded
+            multi-hot rows: weight 0 for padding), as ``EmbeddingLayer``.
     """
 
     num_categories: int | Sequence[int] = attrs.field(validator=categories_validator)
@@ -187,8 +217,16 @@ class RandomEffectsLayer(_IndexLayer):
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
     )
     noncentered: bool = attrs.field(default=False, validator=_bool)
+    weighted: bool = attrs.field(default=False, validator=_bool)
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    @property
+    def input_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("x", "values") if self.weighted else ("x",)
+
+    def forward(  # type: ignore[override]
+        self, x: jax.Array, values: jax.Array | None = None, *, units: int
+    ) -> jax.Array:
+        _check_weights(type(self).__name__, x, values)
         shape = (self.table_rows, units)
         if self.noncentered:
             scale = numpyro.sample("scale", self.scale_prior.expand([units]).to_event(1))
@@ -196,7 +234,7 @@ class RandomEffectsLayer(_IndexLayer):
             theta = numpyro.deterministic("theta", scale * z)
         else:
             theta = sample_adaptive("scale", "theta", self.scale_prior, dist.Normal, 0.0, shape)
-        return _gather_sum(theta, x)
+        return _gather_sum(theta, x, values)
 
 
 @attrs.frozen(kw_only=True)
