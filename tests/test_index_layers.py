@@ -554,7 +554,9 @@ def test_constructor_options_are_validated():
     with pytest.raises(TypeError, match="noncentered"):
         RandomEffectsLayer(num_categories=3, noncentered="yes")
     for bad in (0.0, -1.0, float("inf"), True, "2"):
-        with pytest.raises(ValueError, match="rho_concentration must be a finite number > 0"):
+        with pytest.raises(
+            ValueError, match=r"rho_concentration must be a positive number \(finite and > 0\)"
+        ):
             AR1Layer(num_categories=3, rho_concentration=bad)
     with pytest.raises(TypeError, match=r"missing.*num_categories"):
         RandomEffectsLayer()

@@ -96,3 +96,21 @@ def positive_number_or_none(instance: Any, attribute: attrs.Attribute[Any], valu
         or (float(value) <= 0)
     ):
         raise ValueError(f"{attribute.name} must be a positive number or None, got {value!r}")
+
+
+def positive_number(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A finite number > 0 (Python, NumPy or a 0-d array); ``None`` is refused."""
+    if value is None:
+        raise ValueError(f"{attribute.name} must be a positive number (finite and > 0), got None")
+    try:
+        positive_number_or_none(instance, attribute, value)
+    except ValueError:
+        raise ValueError(
+            f"{attribute.name} must be a positive number (finite and > 0), got {value!r}"
+        ) from None
+
+
+def boolean(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """``True`` or ``False`` (Python or NumPy)."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{attribute.name} must be True or False, got {value!r}")

@@ -14,7 +14,6 @@ The ordered layers (``random_walk``, ``ar1``) and ``random_slopes`` take a singl
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -26,7 +25,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution, constraints
 
-from blayers_plugins._priors import positive_prior, real_prior
+from blayers_plugins._priors import boolean, positive_number, positive_prior, real_prior
 from blayers_plugins.layers._base import BaseLayer, sample_adaptive
 from blayers_plugins.layers._indices import categories_validator, index_input, total_categories
 
@@ -41,17 +40,6 @@ def _one_field(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> No
             f"{attribute.name} must be a single positive int for {type(instance).__name__}, "
             f"which takes one column of codes (one index), got {value!r}; use one layer per index"
         )
-
-
-def _positive_number(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """A finite real number > 0."""
-    if (
-        isinstance(value, bool | np.bool_)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(float(value))
-        or float(value) <= 0
-    ):
-        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
 
 
 _bool = attrs.validators.instance_of(bool)
@@ -73,11 +61,6 @@ def _check_weights(layer: str, codes: jax.Array, values: jax.Array | None) -> No
             f"layer {layer!r}: values must have the shape of the codes x, {tuple(codes.shape)} "
             f"(one weight per code; 0 for padding), got {tuple(values.shape)}"
         )
-
-
-def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{attribute.name} must be True or False, got {value!r}")
 
 
 class _IndexLayer(BaseLayer):
@@ -105,6 +88,16 @@ class _IndexLayer(BaseLayer):
                 f"for {type(self).__name__}; got {codes.shape[1]} columns"
             )
         return codes
+
+
+class _WeightableCodes(_IndexLayer):
+    """Codes ``x``, followed by their weights ``values`` when the layer is ``weighted``."""
+
+    weighted: bool
+
+    @property
+    def input_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("x", "values") if self.weighted else ("x",)
 
 
 # ------------------------------------------------------------------------------------ layers
@@ -144,7 +137,7 @@ class InterceptLayer(BaseLayer):
 
 
 @attrs.frozen(kw_only=True)
-class EmbeddingLayer(_IndexLayer):
+class EmbeddingLayer(_WeightableCodes):
     r"""Embedding: each categorical code maps to a learned ``units``-dimensional vector.
 
     Generative model, for codes ``x`` of shape ``(n, f)`` (or ``(n,)``), ``C`` rows in the table
@@ -171,11 +164,7 @@ class EmbeddingLayer(_IndexLayer):
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
     )
-    weighted: bool = attrs.field(default=False, validator=_bool)
-
-    @property
-    def input_names(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ("x", "values") if self.weighted else ("x",)
+    weighted: bool = attrs.field(default=False, validator=boolean)
 
     def forward(  # type: ignore[override]
         self, x: jax.Array, values: jax.Array | None = None, *, units: int
@@ -187,7 +176,7 @@ class EmbeddingLayer(_IndexLayer):
 
 
 @attrs.frozen(kw_only=True)
-class RandomEffectsLayer(_IndexLayer):
+class RandomEffectsLayer(_WeightableCodes):
     r"""Random effects: one intercept per level, drawn around zero with a learned scale.
 
     Generative model, for codes ``x`` of shape ``(n, f)`` (or ``(n,)``), ``C`` levels in all and
@@ -216,12 +205,8 @@ class RandomEffectsLayer(_IndexLayer):
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
     )
-    noncentered: bool = attrs.field(default=False, validator=_bool)
-    weighted: bool = attrs.field(default=False, validator=_bool)
-
-    @property
-    def input_names(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ("x", "values") if self.weighted else ("x",)
+    noncentered: bool = attrs.field(default=False, validator=boolean)
+    weighted: bool = attrs.field(default=False, validator=boolean)
 
     def forward(  # type: ignore[override]
         self, x: jax.Array, values: jax.Array | None = None, *, units: int
@@ -458,11 +443,11 @@ class AR1Layer(_IndexLayer):
     single_field: ClassVar[bool] = True
 
     num_categories: int = attrs.field(validator=[categories_validator, _one_field])
-    rho_concentration: float = attrs.field(default=2.0, validator=_positive_number)
+    rho_concentration: float = attrs.field(default=2.0, validator=positive_number)
     sigma_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
     )
-    noncentered: bool = attrs.field(default=False, validator=_bool)
+    noncentered: bool = attrs.field(default=False, validator=boolean)
 
     def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
         c = float(self.rho_concentration)

@@ -16,7 +16,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
 from blayers_core import layer_input
-from blayers_plugins._priors import loc_scale_family, positive_int, positive_prior
+from blayers_plugins._priors import boolean, loc_scale_family, positive_int, positive_prior
 from blayers_plugins.layers._base import BaseLayer, sample_adaptive
 from blayers_plugins.layers._indices import categories_validator, index_input, total_categories
 
@@ -41,11 +41,6 @@ def _categories_field() -> Any:
         converter=_as_categories,
         validator=attrs.validators.optional(categories_validator),
     )
-
-
-def _bool_flag(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{attribute.name} must be True or False, got {value!r}")
 
 
 def _values_input(layer: str, argument: str, value: Any, num_categories: Categories) -> jax.Array:
@@ -163,7 +158,7 @@ class FMLayer(BaseLayer):
     coef_dist: type[Distribution] = attrs.field(default=dist.Normal, validator=loc_scale_family)
     coef_loc: float = 0.0
     num_categories: int | tuple[int, ...] | None = _categories_field()
-    weighted: bool = attrs.field(default=False, validator=_bool_flag)
+    weighted: bool = attrs.field(default=False, validator=boolean)
 
     def __attrs_post_init__(self) -> None:
         if self.weighted and self.num_categories is None:
@@ -278,8 +273,8 @@ class LowRankInteractionLayer(BaseLayer):
     coef_loc: float = 0.0
     x_num_categories: int | tuple[int, ...] | None = _categories_field()
     z_num_categories: int | tuple[int, ...] | None = _categories_field()
-    x_weighted: bool = attrs.field(default=False, validator=_bool_flag)
-    z_weighted: bool = attrs.field(default=False, validator=_bool_flag)
+    x_weighted: bool = attrs.field(default=False, validator=boolean)
+    z_weighted: bool = attrs.field(default=False, validator=boolean)
 
     def __attrs_post_init__(self) -> None:
         for side in ("x", "z"):

@@ -16,7 +16,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_plugins._priors import loc_scale_family, positive_int, positive_prior
+from blayers_plugins._priors import boolean, loc_scale_family, positive_int, positive_prior
 from blayers_plugins.layers._base import BaseLayer, sample_adaptive
 
 
@@ -150,17 +150,12 @@ class InteractionLayer(BaseLayer):
         coef_loc: location of the coefficients' prior (default 0).
     """
 
-    with_second_input: bool = attrs.field(default=False)
+    with_second_input: bool = attrs.field(default=False, validator=boolean)
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
     )
     coef_dist: type[Distribution] = attrs.field(default=dist.Normal, validator=loc_scale_family)
     coef_loc: float = 0.0
-
-    @with_second_input.validator
-    def _check_flag(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, bool | np.bool_):
-            raise TypeError(f"with_second_input must be True or False, got {value!r}")
 
     @property  # type: ignore[misc]
     def input_names(self) -> tuple[str, ...]:  # type: ignore[override]

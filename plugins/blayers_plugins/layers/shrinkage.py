@@ -15,21 +15,9 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution, constraints
 
-from blayers_plugins._priors import positive_number_or_none
+from blayers_plugins._priors import boolean, positive_number, positive_number_or_none
 from blayers_plugins.layers._base import BaseLayer
 from blayers_plugins.layers.pairwise import pairwise_products
-
-
-def _positive_number(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """A finite number > 0 (``None`` is refused)."""
-    if value is None:
-        raise ValueError(f"{attribute.name} must be a positive number, got None")
-    positive_number_or_none(instance, attribute, value)
-
-
-def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{attribute.name} must be True or False, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------- horseshoe
@@ -37,10 +25,10 @@ def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 class _Horseshoe(BaseLayer):
     """The horseshoe prior on the coefficients of ``self.features(x)``; see the subclasses."""
 
-    tau0: float = attrs.field(default=1.0, validator=_positive_number)
+    tau0: float = attrs.field(default=1.0, validator=positive_number)
     slab_scale: float | None = attrs.field(default=None, validator=positive_number_or_none)
-    slab_df: float = attrs.field(default=4.0, validator=_positive_number)
-    centered: bool = attrs.field(default=True, validator=_bool)
+    slab_df: float = attrs.field(default=4.0, validator=positive_number)
+    centered: bool = attrs.field(default=True, validator=boolean)
 
     def features(self, x: jax.Array) -> jax.Array:
         """The columns the coefficients multiply."""
@@ -246,7 +234,7 @@ class MixtureLayer(BaseLayer):
     weights: tuple[float, ...] | None = attrs.field(
         default=None, converter=_weights_converter, validator=_check_weights
     )
-    weight_scale: float = attrs.field(default=1.0, validator=_positive_number)
+    weight_scale: float = attrs.field(default=1.0, validator=positive_number)
 
     def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
         k = len(self.component_dists)

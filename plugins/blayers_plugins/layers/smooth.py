@@ -13,16 +13,13 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_plugins._priors import positive_int, positive_number_or_none, positive_prior
+from blayers_plugins._priors import (
+    positive_int,
+    positive_number,
+    positive_prior,
+)
 from blayers_plugins.layers._base import BaseLayer
 from blayers_plugins.splines import bspline_basis, check_knots, greville_abscissae
-
-
-def _positive_number(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """A finite number > 0 (``None`` is refused)."""
-    if value is None:
-        raise ValueError(f"{attribute.name} must be a positive number, got None")
-    positive_number_or_none(instance, attribute, value)
 
 
 def _one_column(layer: str, argument: str, x: jax.Array) -> None:
@@ -112,7 +109,7 @@ class PSplineLayer(BaseLayer):
 
     knots: tuple[float, ...] = attrs.field(converter=_knots_converter)
     degree: int = attrs.field(default=3, validator=positive_int)
-    trend_scale: float = attrs.field(default=1.0, validator=_positive_number)
+    trend_scale: float = attrs.field(default=1.0, validator=positive_number)
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
     )
@@ -238,7 +235,7 @@ class HSGPLayer(BaseLayer):
             ``HalfNormal(1)``).
     """
 
-    L: float = attrs.field(validator=_positive_number)
+    L: float = attrs.field(validator=positive_number)
     m: int = attrs.field(validator=positive_int)
     lengthscale_prior: Distribution = attrs.field(
         factory=lambda: dist.InverseGamma(5.0, 5.0), validator=positive_prior
