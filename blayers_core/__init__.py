@@ -16,6 +16,7 @@ are found through the same entry-point group as third-party ones.
 """
 
 from blayers_core.checkpoint import CheckpointError
+from blayers_core.checks import check_data
 from blayers_core.compilation_cache import enable_compilation_cache, enable_from_environment
 from blayers_core.data import SplitData, split_rows_and_constants
 from blayers_core.errors import (
@@ -83,6 +84,7 @@ __all__ = [
     "SplitData",
     "Summary",
     "align_to_target",
+    "check_data",
     "components",
     "enable_compilation_cache",
     "fit",

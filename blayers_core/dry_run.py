@@ -1,35 +1,114 @@
-"""Run a model once, eagerly, on concrete data before anything is compiled.
+"""Run a model once over every row, compiled, before training starts.
 
-Layers and links check their inputs when they see concrete arrays (not JAX tracers): index ranges,
-shapes, dtypes. Inside a compiled training step those checks could only fail as NaN or a silently
-clamped index, so ``fit`` and ``predict`` first run the model eagerly over every row, in chunks,
-under ``seed`` and ``trace``. A bad input then raises a clear error naming the argument, before
-tracing; the run also tells which sites are observed.
+Layers and links check their input values through :func:`blayers_core.checks.check_data` (index
+ranges, supports, domains). Inside a training step such a check could only show up as NaN or a
+silently clamped index, so ``fit`` and ``predict`` first run the model over every row, in chunks,
+under ``seed`` and ``trace``, as one compiled program whose checks run on the host. A bad input
+raises the layer's own error, naming the argument, before any training step. The trace also tells
+which sites are observed and which are deterministic.
+
+The program is compiled once per model, data layout and constants, and kept for the process
+(and in JAX's persistent cache), so a second ``fit`` or ``predict`` of the same shapes compiles
+nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import attrs
+import jax
 import numpy as np
 from numpyro import handlers
 
 from blayers_core._typing import ModelFn
+from blayers_core.checks import CheckCollector, collecting_checks
 
-#: Rows per eager chunk; bounded so the check's memory stays small for millions of rows. Every
-#: chunk has this many rows (the last is topped up with rows from the start), so each eager
-#: operation compiles for one shape only.
+#: Rows per chunk; bounded so the check's memory stays small for millions of rows. Every chunk has
+#: this many rows (the last is topped up with rows from the start), so the program compiles for
+#: one shape only.
 DRY_RUN_CHUNK_ROWS = 1 << 18
+
+#: Compiled dry runs kept per process.
+DRY_RUN_CACHE_SIZE = 16
 
 
 @attrs.frozen
 class DryRunResult:
-    """What one eager run of the model showed."""
+    """What one run of the model showed."""
 
     observed_sites: tuple[str, ...]
     deterministic_sites: tuple[str, ...]
+
+
+@attrs.define
+class _CompiledDryRun:
+    run: Callable[..., Any]
+    checks: CheckCollector = attrs.field(factory=CheckCollector)
+    sites: DryRunResult | None = None
+
+
+_COMPILED: OrderedDict[Hashable, _CompiledDryRun] = OrderedDict()
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray | jax.Array)
+
+
+def _signature(arrays: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+    return tuple(
+        sorted((k, tuple(np.shape(v)), str(np.asarray(v).dtype)) for k, v in arrays.items())
+    )
+
+
+def _static_key(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    items: list[tuple[str, Any]] = []
+    for name, value in sorted(values.items()):
+        try:
+            hash(value)
+            items.append((name, value))
+        except TypeError:
+            items.append((name, ("id", id(value))))
+    return tuple(items)
+
+
+def _compiled(
+    model: ModelFn, arrays: Mapping[str, Any], static: Mapping[str, Any]
+) -> _CompiledDryRun:
+    key = (model, _signature(arrays), _static_key(static))
+    cached = _COMPILED.get(key)
+    if cached is not None:
+        _COMPILED.move_to_end(key)
+        return cached
+    static = dict(static)
+    entry = _CompiledDryRun(run=lambda arrays, rng_key: None)
+
+    def run(arrays: dict[str, Any], rng_key: Any) -> None:
+        model_trace = handlers.trace(handlers.seed(model, rng_seed=rng_key)).get_trace(
+            **arrays, **static
+        )
+        entry.sites = DryRunResult(
+            tuple(
+                name
+                for name, site in model_trace.items()
+                if site["type"] == "sample" and site["is_observed"] and not name.startswith("_")
+            ),
+            tuple(n for n, site in model_trace.items() if site["type"] == "deterministic"),
+        )
+
+    entry.run = jax.jit(run)
+    _COMPILED[key] = entry
+    while len(_COMPILED) > DRY_RUN_CACHE_SIZE:
+        _COMPILED.popitem(last=False)
+    return entry
+
+
+def _effects_barrier() -> None:
+    """Wait until every host callback of the programs run so far has finished."""
+    barrier: Any = jax.effects_barrier
+    barrier()
 
 
 def dry_run(
@@ -40,14 +119,17 @@ def dry_run(
     seed: int = 0,
     chunk_rows: int = DRY_RUN_CHUNK_ROWS,
 ) -> DryRunResult:
-    """Run ``model(**rows, **constants)`` eagerly over every row; report its observed sites.
+    """Run ``model(**rows, **constants)`` over every row; report its observed sites.
 
-    Raises whatever the model's layers and links raise on bad concrete input.
+    Raises whatever the model's layers and links raise on bad input (at tracing for shapes and
+    dtypes, when the compiled program runs for values).
     """
     num_rows = len(next(iter(rows.values()))) if rows else 0
-    observed: tuple[str, ...] = ()
-    deterministic: tuple[str, ...] = ()
-    for start in range(0, max(num_rows, 1), chunk_rows):
+    array_constants = {k: v for k, v in constants.items() if _is_array(v)}
+    static = {k: v for k, v in constants.items() if k not in array_constants}
+    starts = range(0, max(num_rows, 1), chunk_rows)
+    compiled: _CompiledDryRun | None = None
+    for start in starts:
         if num_rows <= chunk_rows:
             chunk = dict(rows)
         else:
@@ -55,15 +137,19 @@ def dry_run(
             chunk = {
                 k: np.take(np.asarray(v), positions, axis=0, mode="wrap") for k, v in rows.items()
             }
-        model_trace = handlers.trace(handlers.seed(model, rng_seed=seed)).get_trace(
-            **chunk, **constants
-        )
-        observed = tuple(
-            name
-            for name, site in model_trace.items()
-            if site["type"] == "sample" and site["is_observed"] and not name.startswith("_")
-        )
-        deterministic = tuple(
-            n for n, site in model_trace.items() if site["type"] == "deterministic"
-        )
-    return DryRunResult(observed, deterministic)
+        arrays = {**chunk, **array_constants}
+        compiled = _compiled(model, arrays, static)
+        compiled.checks.error = None
+        with collecting_checks(compiled.checks):
+            compiled.run(arrays, jax.random.PRNGKey(seed))
+            _effects_barrier()
+        error = compiled.checks.error
+        if error is not None:
+            if num_rows > chunk_rows:
+                error.add_note(
+                    f"(checked in chunks of {chunk_rows} rows: row numbers in this message count "
+                    f"from row {start} of the data)"
+                )
+            raise error
+    assert compiled is not None and compiled.sites is not None
+    return compiled.sites

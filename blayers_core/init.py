@@ -12,6 +12,7 @@ always the state ``svi.init`` would give.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -89,38 +90,43 @@ def _map_tracers(obj: Any, fn: Any) -> Any:
     return jax.tree_util.tree_unflatten(treedef, [_map_tracers(v, fn) for v in leaves])
 
 
-def eager_init(svi: Any, rng_key: Array, *args: Any, **kwargs: Any) -> SVIState:
+def eager_init(svi: Any, rng_key: Array, **kwargs: Any) -> SVIState:
     """``svi.init`` as NumPyro runs it, after resetting an autoguide's prototype."""
     if hasattr(svi.guide, "prototype_trace"):
         svi.guide.prototype_trace = None
-    return svi.init(rng_key, *args, **kwargs)
+    return svi.init(rng_key, **kwargs)
 
 
 def fast_init(
     svi: Any,
     rng_key: Array,
-    *args: Any,
+    inputs: Any,
+    make_arguments: Callable[[Any], dict[str, Any]],
+    *,
     cache: dict[str, Any] | None = None,
     static_kwargs: dict[str, Any] | None = None,
-    **kwargs: Any,
 ) -> SVIState:
-    """The state ``svi.init(rng_key, *args, **kwargs, **static_kwargs)`` returns, in one compiled call.
+    """The state ``svi.init(rng_key, **make_arguments(inputs), **static_kwargs)``, in one compiled call.
 
-    ``args`` and ``kwargs`` are arrays (traced); ``static_kwargs`` are other values (strings,
-    numbers) fixed in the compiled program. ``cache`` (a dict owned by the caller, one per
-    ``svi`` and ``static_kwargs``) keeps the compiled program, so later calls with arguments of the
-    same shapes compile nothing.
+    ``inputs`` is a pytree of arrays (traced); ``make_arguments`` turns it into the model's keyword
+    arguments inside the compiled program (e.g. gathering the first minibatch), so building them
+    costs no eager operations either. ``static_kwargs`` are other values (strings, numbers) fixed in
+    the compiled program. ``cache`` (a dict owned by the caller, one per ``svi``,
+    ``make_arguments`` and ``static_kwargs``) keeps the compiled program, so later calls with inputs
+    of the same shapes compile nothing.
     """
     static = dict(static_kwargs or {})
-    if type(svi.guide) not in JIT_SAFE_GUIDES:
-        return eager_init(svi, rng_key, *args, **kwargs, **static)
+
+    def eager() -> SVIState:
+        return eager_init(svi, rng_key, **make_arguments(inputs), **static)
+
     cache = {} if cache is None else cache
-    if cache.get("eager"):
-        return eager_init(svi, rng_key, *args, **kwargs, **static)
+    if type(svi.guide) not in JIT_SAFE_GUIDES or cache.get("eager"):
+        return eager()
     if "compiled" not in cache:
 
-        def traced_init(key: Array, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            state = svi.init(key, *args, **kwargs, **static)
+        def traced_init(key: Array, inputs: Any) -> Any:
+            state = svi.init(key, **make_arguments(inputs), **static)
             stored = _stored_state(svi)
             traced = _collect_tracers(stored)
             cache["stored"] = stored
@@ -128,7 +134,7 @@ def fast_init(
 
         cache["compiled"] = jax.jit(traced_init)
     try:
-        state, concrete = cache["compiled"](rng_key, args, kwargs)
+        state, concrete = cache["compiled"](rng_key, inputs)
         values = iter(concrete)
         stored = _map_tracers(cache["stored"], lambda _: next(values))
         prototype = stored["guide"].get("prototype_trace") or {}
@@ -141,5 +147,5 @@ def fast_init(
     except Exception:  # a guide whose state cannot be carried out of jit: do what NumPyro does
         cache.clear()
         cache["eager"] = True
-        return eager_init(svi, rng_key, *args, **kwargs, **static)
+        return eager()
     return state  # type: ignore[no-any-return]

@@ -123,15 +123,19 @@ class TrainingProgram:
         ``eager=True`` op by op as NumPyro does it (for guides whose state jit cannot carry)."""
         if eager:
             self._init_cache["eager"] = True
-        batch, _ = self._batch(jnp.int32(0), rows, shuffle_key)
         return fast_init(
             self.svi,
             rng_key,
+            (rows, constants, shuffle_key),
+            self._first_batch_arguments,
             cache=self._init_cache,
             static_kwargs=self.static_constants,
-            **batch,
-            **constants,
         )
+
+    def _first_batch_arguments(self, inputs: Any) -> dict[str, Any]:
+        rows, constants, shuffle_key = inputs
+        batch, _ = self._batch(jnp.int32(0), rows, shuffle_key)
+        return {**batch, **constants}
 
     def run_chunk(
         self,

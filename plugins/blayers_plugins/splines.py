@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from blayers_core import check_data
+
 
 def _check_degree(degree: Any) -> int:
     if (
@@ -79,8 +81,9 @@ def bspline_basis(x: Any, knots: Any, degree: int = 3) -> jax.Array:
     a term with a zero denominator being 0. This equals
     ``scipy.interpolate.BSpline.design_matrix(x, knots, degree)`` as a dense array.
 
-    ``x`` may be a traced JAX value (inside ``jit``); ``knots`` must be concrete. Concrete ``x``
-    outside the domain ``[t[p], t[M - p - 1]]`` raises; traced ``x`` outside it gives rows that
+    ``x`` may be a traced JAX value (inside ``jit``); ``knots`` must be concrete. An ``x``
+    outside the domain ``[t[p], t[M - p - 1]]`` raises (see :func:`blayers_core.check_data`: at
+    once when eager, in the dry run of ``fit``); inside training it would give rows that
     do not sum to 1 (all zero beyond the outermost knots), so check inputs before tracing.
 
     Raises:
@@ -88,16 +91,16 @@ def bspline_basis(x: Any, knots: Any, degree: int = 3) -> jax.Array:
     """
     degree = _check_degree(degree)
     t = check_knots(knots, degree)
-    traced = isinstance(x, jax.core.Tracer)
     x = jnp.asarray(x)
     if x.ndim != 1:
         raise ValueError(f"x must be 1-D (n,), got shape {tuple(x.shape)}")
     x = x.astype(jnp.result_type(float))
     knots_j = jnp.asarray(t, dtype=x.dtype)  # compare in x's precision, as the recursion does
-    lo, hi = knots_j[degree], knots_j[t.size - degree - 1]
-    if not traced:
-        values = np.asarray(x)
-        outside = ~((values >= np.asarray(lo)) & (values <= np.asarray(hi)))  # NaN is outside
+    hi = knots_j[t.size - degree - 1]
+
+    def check_domain(values: np.ndarray) -> None:
+        lo_x, hi_x = np.asarray(t[degree], values.dtype), np.asarray(t[-degree - 1], values.dtype)
+        outside = ~((values >= lo_x) & (values <= hi_x))  # NaN is outside
         if outside.any():
             raise ValueError(
                 f"x has {int(outside.sum())} values outside the spline domain "
@@ -105,6 +108,8 @@ def bspline_basis(x: Any, knots: Any, degree: int = 3) -> jax.Array:
                 f"(e.g. {values[outside][:3]}); widen the knots (make_knots(..., lower=, "
                 "upper=)) instead of clipping the data"
             )
+
+    check_data(check_domain, x)
     xs = x[:, None]
     # Degree 0: indicators of [t_i, t_{i+1}); x == hi goes to the last interval ending at hi.
     basis = ((knots_j[:-1] <= xs) & (xs < knots_j[1:])).astype(x.dtype)

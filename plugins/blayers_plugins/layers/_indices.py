@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from blayers_core import check_data
+
 
 def total_categories(num_categories: int | Sequence[int]) -> int:
     """Rows of the parameter table: ``c`` or ``sum(c_j)``."""
@@ -65,8 +67,7 @@ def index_input(
                 f"layer {layer!r}: num_categories gives {sizes.size} field sizes but {argument} "
                 f"has {fields} columns"
             )
-    if not isinstance(value, jax.core.Tracer):
-        _check_range(layer, argument, value, sizes)
+    check_data(lambda codes: _check_range(layer, argument, codes, sizes), value)
     offsets = (
         np.concatenate([[0], np.cumsum(sizes)[:-1]])
         if not isinstance(num_categories, numbers.Integral)

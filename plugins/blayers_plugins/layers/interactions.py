@@ -15,7 +15,7 @@ import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_core import layer_input
+from blayers_core import check_data, layer_input
 from blayers_plugins._priors import boolean, loc_scale_family, positive_int, positive_prior
 from blayers_plugins.layers._base import BaseLayer, sample_adaptive
 from blayers_plugins.layers._indices import categories_validator, index_input, total_categories
@@ -202,14 +202,11 @@ class FMLayer(BaseLayer):
 
     def _check_no_repeats(self, idx: jax.Array, values: jax.Array | None) -> None:
         """A shared-vocabulary row must not list one code twice with nonzero weights."""
-        if (
-            idx.shape[1] < 2
-            or isinstance(idx, jax.core.Tracer)
-            or isinstance(values, jax.core.Tracer)
-        ):
-            return
-        codes = np.asarray(idx)
-        active = np.ones(codes.shape, bool) if values is None else np.asarray(values) != 0
+        if idx.shape[1] >= 2:
+            check_data(self._raise_on_repeats, idx, values)
+
+    def _raise_on_repeats(self, codes: np.ndarray, values: np.ndarray | None) -> None:
+        active = np.ones(codes.shape, bool) if values is None else values != 0
         # Inactive entries get distinct negative keys, so only active repeats compare equal.
         keys = np.sort(np.where(active, codes, -1 - np.arange(codes.shape[1])[None, :]), axis=1)
         repeated = keys[:, 1:] == keys[:, :-1]

@@ -13,6 +13,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
+from blayers_core import check_data
 from blayers_plugins._priors import (
     positive_int,
     positive_number,
@@ -32,17 +33,19 @@ def _one_column(layer: str, argument: str, x: jax.Array) -> None:
 
 
 def _check_within(layer: str, argument: str, x: jax.Array, lo: float, hi: float, fix: str) -> None:
-    """Raise if a concrete ``x`` has values outside ``[lo, hi]`` (compared in x's precision)."""
-    if isinstance(x, jax.core.Tracer):
-        return
-    values = np.asarray(x)
-    lo_x, hi_x = np.asarray(lo, values.dtype), np.asarray(hi, values.dtype)
-    outside = ~((values >= lo_x) & (values <= hi_x))
-    if outside.any():
-        raise ValueError(
-            f"layer {layer!r}: {argument} has {int(outside.sum())} values outside [{lo}, {hi}] "
-            f"(e.g. {values[outside][:3]}); {fix}. Values are never clipped."
-        )
+    """Raise if ``x`` has values outside ``[lo, hi]`` (compared in x's precision; see
+    :func:`blayers_core.check_data` for when)."""
+
+    def check(values: np.ndarray) -> None:
+        lo_x, hi_x = np.asarray(lo, values.dtype), np.asarray(hi, values.dtype)
+        outside = ~((values >= lo_x) & (values <= hi_x))
+        if outside.any():
+            raise ValueError(
+                f"layer {layer!r}: {argument} has {int(outside.sum())} values outside "
+                f"[{lo}, {hi}] (e.g. {values[outside][:3]}); {fix}. Values are never clipped."
+            )
+
+    check_data(check, x)
 
 
 # ----------------------------------------------------------------------------------- P-spline

@@ -30,7 +30,7 @@ import numpyro
 from numpyro.distributions import Distribution, constraints
 from numpyro.handlers import scope
 
-from blayers_core import align_to_target
+from blayers_core import align_to_target, check_data
 from blayers_plugins.links._base import BaseLink
 
 #: How many offending values an error message shows.
@@ -50,8 +50,8 @@ class FamilyLink(BaseLink):
     def __call__(self, mu: Any, y: Any | None = None) -> jax.Array:
         mu, y = self.align(mu, y)
         if y is not None:
-            if not isinstance(y, jax.core.Tracer):
-                self.check_target(y, mu)
+            layout = jax.ShapeDtypeStruct(mu.shape, mu.dtype)
+            check_data(lambda values: self.check_target(values, layout), y)
             if self.target_dtype is not None:
                 y = y.astype(self.target_dtype)
         with scope(prefix=self.name):
@@ -68,8 +68,9 @@ class FamilyLink(BaseLink):
         return align_to_target(self.name, mu, y)
 
     def check_target(self, y: jax.Array, mu: jax.Array) -> None:
-        """Raise ``ValueError`` on concrete observed values outside the family's support (``mu``
-        as aligned, e.g. for the number of classes). Default: any value is allowed."""
+        """Raise ``ValueError`` on observed values (NumPy) outside the family's support. ``mu`` gives
+        the aligned predictor's shape and dtype only (e.g. the number of classes); it runs through
+        :func:`blayers_core.check_data`. Default: any value is allowed."""
 
 
 # ------------------------------------------------------------------------------ target checks

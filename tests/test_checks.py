@@ -1,0 +1,78 @@
+"""check_data: value checks that run eagerly, in the compiled dry run, and never in training."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+from blayers_core import check_data
+from blayers_core.dry_run import dry_run
+
+
+def _no_negatives(values: np.ndarray) -> None:
+    assert isinstance(values, np.ndarray)
+    bad = np.flatnonzero(values < 0)
+    if bad.size:
+        raise ValueError(f"x has negative values at rows {bad.tolist()}")
+
+
+def model(x, y=None):
+    check_data(_no_negatives, x)
+    beta = numpyro.sample("beta", dist.Normal(0.0, 1.0))
+    return numpyro.sample("obs", dist.Normal(beta * x, 1.0), obs=y)
+
+
+def test_eager_call_checks_at_once() -> None:
+    check_data(_no_negatives, np.arange(3.0))
+    with pytest.raises(ValueError, match=r"rows \[1\]"):
+        check_data(_no_negatives, np.array([0.0, -1.0]))
+
+
+def test_inside_a_compiled_step_the_check_is_left_out() -> None:
+    calls = []
+
+    def record(values: np.ndarray) -> None:
+        calls.append(values)
+
+    @jax.jit
+    def step(x):
+        check_data(record, x)
+        return x * 2
+
+    np.testing.assert_array_equal(step(jnp.array([-1.0, 2.0])), [-2.0, 4.0])
+    jax.effects_barrier()
+    assert calls == []
+
+
+def test_dry_run_raises_the_checks_own_error_for_any_chunk() -> None:
+    x = np.ones(10, dtype=np.float32)
+    y = np.zeros(10, dtype=np.float32)
+    assert dry_run(model, {"x": x, "y": y}, {}, chunk_rows=4).observed_sites == ("obs",)
+    for row in (0, 5, 9):  # first, middle and last (topped-up) chunk; the program is reused
+        bad = x.copy()
+        bad[row] = -1.0
+        with pytest.raises(ValueError, match=rf"negative values at rows \[{row % 4}\]") as info:
+            dry_run(model, {"x": bad, "y": y}, {}, chunk_rows=4)
+        assert info.value.__notes__ == [
+            f"(checked in chunks of 4 rows: row numbers in this message count from row "
+            f"{row - row % 4} of the data)"
+        ]
+    dry_run(model, {"x": x, "y": y}, {}, chunk_rows=4)  # clean data passes again
+
+
+def test_none_values_pass_through() -> None:
+    seen = []
+
+    def check(codes: np.ndarray, weights: np.ndarray | None) -> None:
+        seen.append((codes.tolist(), weights))
+
+    def weighted_model(codes):
+        check_data(check, codes, None)
+
+    dry_run(weighted_model, {"codes": np.array([1, 2])}, {})
+    jax.effects_barrier()
+    assert seen == [([1, 2], None)]
