@@ -299,6 +299,7 @@ def fit(
             sample_key=sample_key,
             num_samples=int(num_samples),
         )
+        error.result = attrs.evolve(error.result, encoder=encoder)
         raise
     if outcome.interrupted:
         how = (

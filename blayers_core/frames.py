@@ -377,7 +377,8 @@ def _codes(df: Any, name: str, levels: tuple[Level, ...], unseen: Unseen) -> np.
         if unseen == "error":
             shown = ", ".join(repr(_to_level(v)) for v in new[:5])
             raise DataError(
-                f"column {name!r} has {len(new)} levels not seen in training ({shown}"
+                f"column {name!r} has {len(new)} level{'s' if len(new) > 1 else ''} not seen in "
+                f"training ({shown}"
                 f"{', ...' if len(new) > 5 else ''}); known levels: {list(levels)[:10]}"
                 f"{' ...' if len(levels) > 10 else ''}. Pass unseen='population' to predict "
                 "them at the population level (a zero effect), or drop those rows"
@@ -419,11 +420,17 @@ def encode_fit_data(
                 f"or polars DataFrame, or leave columns= out); got {type(data).__name__}"
             )
         return data, None
-    if isinstance(columns, DataEncoder):
-        encoder = columns
-    else:
+    if not isinstance(columns, DataEncoder):
         encoder = DataEncoder.from_frame(data, _resolve_columns(model, data, columns, keywords))
-    return encoder.encode(data), encoder
+        return encoder.encode(data), encoder
+    try:
+        return columns.encode(data), columns
+    except DataError as exc:
+        exc.add_note(
+            "columns= is a DataEncoder built beforehand: build it from the training frame "
+            "(DataEncoder.from_frame(df, ...)) so that it knows every level"
+        )
+        raise
 
 
 def _resolve_columns(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import jax
 import numpy as np
 import pandas as pd
@@ -68,6 +69,14 @@ def test_a_frame_fits_exactly_like_the_arrays_it_holds(backend, fitted) -> None:
     arrays, from_pandas = fitted
     if backend == "pandas":
         result = from_pandas
+        df = as_pandas(arrays)
+        prebuilt = fit(model, data=df, columns=DataEncoder.from_frame(df, COLUMNS), **FIT)
+        for got, want in zip(
+            jax.tree_util.tree_leaves(prebuilt.params),
+            jax.tree_util.tree_leaves(result.params),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     else:
         result = fit(model, data=pl.DataFrame(columns_of(arrays)), columns=COLUMNS, **FIT)
     reference = fit(model, **arrays, **FIT)
@@ -81,16 +90,21 @@ def test_a_frame_fits_exactly_like_the_arrays_it_holds(backend, fitted) -> None:
     assert reference.encoder is None and reference.levels == {}
 
 
-def test_arguments_named_like_columns_are_taken_by_default() -> None:
-    arrays = simulate(30)
-    df = pd.DataFrame({"g": np.array(LEVELS)[arrays["g"]], "y": arrays["y"], "other": 1.0})
-    encoded = DataEncoder.from_frame(df, {"g": "g", "y": "y"}).encode(df)
-    np.testing.assert_array_equal(encoded["g"], arrays["g"])
-    assert encoded["g"].dtype == np.int32 and encoded["y"].dtype == np.float32
-    # fit picks g and y by name; x comes as a keyword; "other" is not a model argument
-    from blayers_core.frames import _resolve_columns
-
-    assert _resolve_columns(model, df, None, {"x": arrays["x"]}) == {"g": "g", "y": "y"}
+@pytest.mark.slow
+def test_arguments_named_like_columns_are_taken_by_default(fitted) -> None:
+    arrays, from_columns = fitted
+    df = pd.DataFrame(
+        {"g": list(np.array(LEVELS)[arrays["g"]]), "y": arrays["y"], "other": "not read"}
+    )
+    # g and y by name, x as a keyword; "other" is no model argument and is not read
+    result = fit(model, data=df, x=arrays["x"], **FIT)
+    assert [s.argument for s in result.encoder.arguments] == ["g", "y"]
+    for got, want in zip(
+        jax.tree_util.tree_leaves(result.params),
+        jax.tree_util.tree_leaves(from_columns.params),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
 def test_level_order_follows_declared_categories_else_sorted() -> None:
@@ -144,6 +158,14 @@ def test_the_encoder_round_trips_through_json() -> None:
         np.testing.assert_array_equal(restored.encode(df)[name], value)
     with pytest.raises(ValueError, match="format"):
         DataEncoder.from_json_dict({**encoder.to_json_dict(), "format": 99})
+
+
+def test_a_prebuilt_encoder_refuses_training_levels_it_does_not_know() -> None:
+    arrays = simulate(20)
+    df = as_pandas(arrays)
+    encoder = DataEncoder.from_frame(df[df["group"] != "c"], COLUMNS)
+    with pytest.raises(DataError, match=r"column 'group' has 1 level not seen.*'c'"):
+        fit(model, data=df, columns=encoder, **FIT)
 
 
 def test_helpful_errors() -> None:
@@ -204,7 +226,7 @@ def test_unseen_level_at_the_population_level_drops_the_group_effect(fitted) -> 
     new = simulate(8, seed=6)
     seen = as_pandas(new)
     unseen = seen.assign(group=["new"] * 4 + list(seen["group"][4:]))
-    with pytest.raises(DataError, match=r"column 'group' has 1 levels not seen.*'new'"):
+    with pytest.raises(DataError, match=r"column 'group' has 1 level not seen.*'new'"):
         result.predict(data=unseen)
     assert not population_codes_allowed()
     population = result.predict(data=unseen, unseen="population", seed=11)
@@ -216,6 +238,14 @@ def test_unseen_level_at_the_population_level_drops_the_group_effect(fitted) -> 
     expected = np.asarray(known.draws).copy()
     expected[:, :4] -= theta[:, new["g"][:4]]
     np.testing.assert_allclose(np.asarray(population.draws), expected, rtol=1e-5, atol=1e-5)
+    # arrays of codes with -1 follow the same policy
+    codes = np.where(np.arange(8) < 4, POPULATION_CODE, new["g"]).astype(np.int32)
+    from_arrays = result.predict(x=new["x"], g=codes, unseen="population", seed=11)
+    np.testing.assert_array_equal(np.asarray(from_arrays.draws), np.asarray(population.draws))
+    with pytest.raises(ValueError, match="outside their range"):
+        result.predict(x=new["x"], g=codes, seed=11)
+    with pytest.raises(DataError, match="fitted on arrays"):
+        attrs.evolve(result, encoder=None).predict(data=seen)
     # never another level's prediction
     for level in range(3):
         moved = np.asarray(known.draws)[:, :4] - theta[:, new["g"][:4]] + theta[:, [level]]
