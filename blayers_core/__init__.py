@@ -27,6 +27,7 @@ from blayers_core.errors import (
     PluginWarning,
 )
 from blayers_core.fit import fit
+from blayers_core.frames import DataEncoder, allow_population_codes, population_codes_allowed
 from blayers_core.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from blayers_core.mcmc import SamplingWarning
 from blayers_core.minibatch import BatchSchedule, multiply_scale, padded_rows
@@ -66,6 +67,7 @@ __all__ = [
     "CheckpointError",
     "Component",
     "ComponentNotFoundError",
+    "DataEncoder",
     "DataError",
     "FitResult",
     "GuideFactory",
@@ -84,6 +86,7 @@ __all__ = [
     "SplitData",
     "Summary",
     "align_to_target",
+    "allow_population_codes",
     "check_data",
     "components",
     "enable_compilation_cache",
@@ -98,6 +101,7 @@ __all__ = [
     "multiply_scale",
     "optimizer",
     "padded_rows",
+    "population_codes_allowed",
     "plugin_failures",
     "split_rows_and_constants",
     "svi_run_batched",

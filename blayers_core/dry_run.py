@@ -25,6 +25,7 @@ from numpyro import handlers
 
 from blayers_core._typing import ModelFn
 from blayers_core.checks import CheckCollector, collecting_checks
+from blayers_core.frames import population_codes_allowed
 
 #: Rows per chunk; bounded so the check's memory stays small for millions of rows. Every chunk has
 #: this many rows (the last is topped up with rows from the start), so the program compiles for
@@ -77,7 +78,8 @@ def _static_key(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
 def _compiled(
     model: ModelFn, arrays: Mapping[str, Any], static: Mapping[str, Any]
 ) -> _CompiledDryRun:
-    key = (model, _signature(arrays), _static_key(static))
+    # Layers read the population-code flag when traced, so it is part of what was compiled.
+    key = (model, _signature(arrays), _static_key(static), population_codes_allowed())
     cached = _COMPILED.get(key)
     if cached is not None:
         _COMPILED.move_to_end(key)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import attrs
 import jax
 import numpy as np
 from numpyro.infer import SVI
@@ -16,6 +17,7 @@ from blayers_core.checkpoint import Checkpointer, CheckpointError, data_fingerpr
 from blayers_core.data import split_rows_and_constants
 from blayers_core.dry_run import dry_run
 from blayers_core.errors import DataError
+from blayers_core.frames import DataEncoder, encode_fit_data
 from blayers_core.minibatch import BatchSchedule
 from blayers_core.program import TrainingProgram
 from blayers_core.protocols import Loss, MinibatchLoss
@@ -115,7 +117,8 @@ def _learning_rate_key(lr: Any) -> Hashable:
 def fit(
     model: ModelFn,
     *,
-    data: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | Any | None = None,
+    columns: Mapping[str, str | Sequence[str]] | DataEncoder | None = None,
     method: str = "vi",
     loss: str | Loss = "batched_elbo",
     guide: str | GuideFn = "auto_diagonal_normal",
@@ -147,7 +150,13 @@ def fit(
 
     Args:
         model: a NumPyro model called as ``model(**data)``.
-        data: the data as a mapping (added to ``**data_kwargs``).
+        data: the data as a mapping (added to ``**data_kwargs``), or a pandas or polars
+            DataFrame: model arguments named like a column get that column, numbers as
+            ``float32``, categories as ``int32`` codes (see :mod:`blayers_core.frames`); the
+            result keeps the encoder (``result.levels``, ``result.predict(data=new_df)``).
+        columns: with a DataFrame, ``{"x": ["age", "bmi"], "g": "group"}`` maps an argument to
+            a list of columns (an ``(n, k)`` matrix) or one column (``(n,)``); or a
+            :class:`~blayers_core.frames.DataEncoder` built beforehand with ``from_frame``.
         method: ``"vi"`` (minibatch SVI) or ``"nuts"`` (NUTS on the full data).
         loss: a loss name (``"batched_elbo"``, ``"trace_elbo"``, ...) or a loss object.
         guide: a guide name (``"auto_normal"``, ...) or a guide built on ``model``.
@@ -177,6 +186,7 @@ def fit(
         NonFiniteLossError: a loss or gradient turned non-finite; ``.result`` holds the fit at the
             last finite state, ``.step`` and ``.rows`` say where.
     """
+    data, encoder = encode_fit_data(model, data, columns, data_kwargs)
     all_data = _merge_data(data, data_kwargs)
     split = split_rows_and_constants(all_data, num_obs)
     n = split.num_rows
@@ -186,7 +196,7 @@ def fit(
         from blayers_core.mcmc import fit_nuts
 
         observed = dry_run(model, split.rows, split.constants, seed=seed).observed_sites
-        return fit_nuts(
+        nuts_result = fit_nuts(
             model,
             split,
             observed,
@@ -196,6 +206,7 @@ def fit(
             seed=seed,
             progress_bar=progress_bar,
         )
+        return attrs.evolve(nuts_result, encoder=encoder)
     if method != "vi":
         raise ValueError(f"method must be 'vi' or 'nuts', got {method!r}")
     if batch_size is not None and (not isinstance(batch_size, int | np.integer) or batch_size < 1):
@@ -288,6 +299,7 @@ def fit(
             sample_key=sample_key,
             num_samples=int(num_samples),
         )
+        error.result = attrs.evolve(error.result, encoder=encoder)
         raise
     if outcome.interrupted:
         how = (
@@ -301,7 +313,7 @@ def fit(
             RuntimeWarning,
             stacklevel=2,
         )
-    return _result(
+    result = _result(
         model,
         program,
         prepared,
@@ -314,6 +326,7 @@ def fit(
         sample_key=sample_key,
         num_samples=int(num_samples),
     )
+    return attrs.evolve(result, encoder=encoder)
 
 
 def _resume(checkpointer: Checkpointer, fresh_state: Any) -> tuple[Any, int, np.ndarray | None]:

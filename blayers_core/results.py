@@ -14,6 +14,7 @@ from blayers_core._typing import Array, GuideFn, ModelFn
 from blayers_core.data import check_row_array
 from blayers_core.dry_run import dry_run
 from blayers_core.errors import DataError
+from blayers_core.frames import DataEncoder, Level, Unseen, predict_from_data
 
 
 @attrs.frozen
@@ -99,6 +100,7 @@ class FitResult:
         interrupted: training was stopped early by Ctrl-C.
         method: ``"vi"`` or ``"nuts"``.
         mcmc: the ``numpyro.infer.MCMC`` object of a NUTS fit.
+        encoder: how the training DataFrame became arguments (``None`` when fitted on arrays).
     """
 
     model: ModelFn
@@ -114,6 +116,13 @@ class FitResult:
     interrupted: bool = False
     method: str = "vi"
     mcmc: Any = attrs.field(repr=False, default=None)
+    encoder: DataEncoder | None = attrs.field(repr=False, default=None)
+
+    @property
+    def levels(self) -> dict[str, tuple[Level, ...]]:
+        """Levels of the categorical training columns, ``{"group": ("a", "b")}``; code ``i`` is
+        level ``i``. Empty when fitted on arrays."""
+        return {} if self.encoder is None else self.encoder.levels
 
     def predict(
         self,
@@ -121,13 +130,22 @@ class FitResult:
         site: str | None = None,
         num_samples: int | None = None,
         seed: int = 1,
-        **data: Any,
+        data: Any = None,
+        unseen: Unseen = "error",
+        **new_data: Any,
     ) -> Predictions:
         """Posterior predictive draws of an observed site for new (or training) data.
 
         Leave the target out (the model's ``y=None`` default makes the link draw it). Constants
-        given to ``fit`` are passed again unless overridden.
+        given to ``fit`` are passed again unless overridden. ``data=`` takes a DataFrame (encoded
+        as in training; see :mod:`blayers_core.frames`) or a mapping; ``unseen="population"``
+        predicts categorical levels not seen in training at the population level instead of
+        raising.
         """
+        if data is not None or unseen != "error":  # a DataFrame, or the population policy
+            kwargs = {"site": site, "num_samples": num_samples, "seed": seed, **new_data}
+            return predict_from_data(self, data, unseen, **kwargs)
+        data = new_data
         site = self._observed_site(site)
         samples = self.posterior_samples
         if num_samples is not None:

@@ -9,7 +9,13 @@ and give the padding weight 0 in the matching values array).
 Layers gather the rows they need from the table, ``O(n * f * width)``: no one-hot matrix is ever
 built. Codes are range-checked whenever they are concrete arrays (eager calls, and the dry run that
 ``fit`` and ``predict`` make before compiling); out-of-range or negative codes raise instead of
-being clamped or wrapped around.
+being clamped or wrapped around. Traced codes cannot be checked: an out-of-range one gathers a row
+of NaN (:func:`take_rows`), never another level's row.
+
+The population level: inside :func:`blayers_core.frames.allow_population_codes` (which
+``predict(..., unseen="population")`` opens) the code ``-1`` is allowed and gathers a row of zeros,
+so a level not seen in training contributes no effect. Outside it ``-1`` raises like any other
+out-of-range code.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from blayers_core import check_data
+from blayers_core.frames import POPULATION_CODE, population_codes_allowed
 
 
 def total_categories(num_categories: int | Sequence[int]) -> int:
@@ -38,6 +45,9 @@ def index_input(
     layer: str, argument: str, value: Any, num_categories: int | Sequence[int]
 ) -> jax.Array:
     """Codes ``(n,)`` or ``(n, f)`` as global ``int32`` row indices ``(n, f)`` into the table.
+
+    A negative code stays negative (``-1``, the population code, is allowed only inside
+    ``allow_population_codes()``); gather with :func:`take_rows`, which reads it as a zero row.
 
     Raises:
         TypeError: the codes are not integers.
@@ -67,17 +77,37 @@ def index_input(
                 f"layer {layer!r}: num_categories gives {sizes.size} field sizes but {argument} "
                 f"has {fields} columns"
             )
-    check_data(lambda codes: _check_range(layer, argument, codes, sizes), value)
+    low = POPULATION_CODE if population_codes_allowed() else 0  # read now: checks may run later
+    check_data(lambda codes: _check_range(layer, argument, codes, sizes, low), value)
     offsets = (
         np.concatenate([[0], np.cumsum(sizes)[:-1]])
         if not isinstance(num_categories, numbers.Integral)
         else np.zeros(fields)
     )
-    return jnp.asarray(value, dtype=jnp.int32) + jnp.asarray(offsets, dtype=jnp.int32)
+    codes = jnp.asarray(value, dtype=jnp.int32)
+    return jnp.where(codes < 0, codes, codes + jnp.asarray(offsets, dtype=jnp.int32))
 
 
-def _check_range(layer: str, argument: str, codes: np.ndarray, sizes: np.ndarray) -> None:
-    bad = (codes < 0) | (codes >= sizes[None, :])
+def take_rows(table: jax.Array, index: jax.Array, population: bool | None = None) -> jax.Array:
+    """``table[index]`` along the first axis, for global indices from :func:`index_input`.
+
+    With ``population`` (default: whether ``allow_population_codes()`` is active; jitted callers
+    pass it as a static argument) the index ``-1`` gives a row of zeros, the population level.
+    Any other index outside ``0..C-1`` (possible only for traced, unchecked codes) gives a row of
+    NaN, never a clamped or wrapped-around row.
+    """
+    if population is None:
+        population = population_codes_allowed()
+    safe = jnp.where(index < 0, table.shape[0], index)  # jnp.take would wrap negative indices
+    rows = jnp.take(table, safe, axis=0, mode="fill", fill_value=jnp.nan)
+    if population:
+        zero = (index == POPULATION_CODE).reshape(index.shape + (1,) * (table.ndim - 1))
+        rows = jnp.where(zero, jnp.zeros((), rows.dtype), rows)
+    return rows
+
+
+def _check_range(layer: str, argument: str, codes: np.ndarray, sizes: np.ndarray, low: int) -> None:
+    bad = (codes < low) | (codes >= sizes[None, :])
     if not bad.any():
         return
     rows, cols = np.nonzero(bad)

@@ -6,7 +6,10 @@ with ``num_categories`` the number of levels (an int, or one int per field, in w
 field has its own block of rows in one parameter table of ``C = sum(num_categories)`` rows). Codes
 are range-checked whenever they are concrete, so a code outside ``0..C-1`` raises a ``ValueError``
 naming the argument, before anything is compiled; it is never clamped or wrapped around. Rows of
-the parameter table are gathered, ``O(n * f * units)``: no one-hot matrix is built.
+the parameter table are gathered, ``O(n * f * units)``: no one-hot matrix is built. Inside
+``blayers_core.frames.allow_population_codes()`` (``predict(..., unseen="population")``) the code
+``-1`` stands for a level not seen in training and gathers a zero row: no effect, the population
+mean of the zero-centred effects.
 
 The ordered layers (``random_walk``, ``ar1``) and ``random_slopes`` take a single field of codes.
 """
@@ -27,7 +30,12 @@ from numpyro.distributions import Distribution, constraints
 
 from blayers_plugins._priors import boolean, positive_number, positive_prior, real_prior
 from blayers_plugins.layers._base import BaseLayer, sample_adaptive
-from blayers_plugins.layers._indices import categories_validator, index_input, total_categories
+from blayers_plugins.layers._indices import (
+    categories_validator,
+    index_input,
+    take_rows,
+    total_categories,
+)
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -49,7 +57,7 @@ _bool = attrs.validators.instance_of(bool)
 def _gather_sum(table: jax.Array, index: jax.Array, weights: jax.Array | None = None) -> jax.Array:
     """``out[n] = sum_f w[n, f] table[index[n, f]]`` for a table ``(C, units)`` and codes
     ``(n, f)`` (``w = 1`` without weights)."""
-    rows = jnp.take(table, index, axis=0)
+    rows = take_rows(table, index)
     if weights is not None:
         rows = rows * weights[..., None]
     return jnp.sum(rows, axis=1)
@@ -257,7 +265,7 @@ class RandomSlopesLayer(_IndexLayer):
         beta = numpyro.sample(
             "beta", dist.Normal(0.0, scale).expand([self.table_rows, d, units]).to_event(3)
         )
-        return jnp.einsum("nd,ndu->nu", x, jnp.take(beta, groups[:, 0], axis=0))
+        return jnp.einsum("nd,ndu->nu", x, take_rows(beta, groups[:, 0]))
 
 
 @attrs.frozen(kw_only=True)
@@ -323,7 +331,7 @@ class RandomWalkLayer(_IndexLayer):
             "scale", "increments", self.scale_prior, dist.Normal, 0.0, shape
         )
         theta = numpyro.deterministic("theta", jnp.cumsum(increments, axis=0))
-        return jnp.take(theta, x[:, 0], axis=0)
+        return take_rows(theta, x[:, 0])
 
 
 # ------------------------------------------------------------------------------------- AR(1)
@@ -462,7 +470,7 @@ class AR1Layer(_IndexLayer):
             theta = numpyro.deterministic("theta", ar1_path(rho, sigma, eps))
         else:
             theta = numpyro.sample("theta", StationaryAR1(rho, sigma, num_steps))
-        return jnp.take(theta, x[:, 0], axis=0)
+        return take_rows(theta, x[:, 0])
 
 
 #: Registered name -> layer class, merged into `blayers_plugins.layers.LAYERS`.

@@ -6,6 +6,7 @@ factor rows are gathered from the table, ``O(n * fields * rank)``, with no one-h
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -16,9 +17,15 @@ import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
 from blayers_core import check_data, layer_input
+from blayers_core.frames import population_codes_allowed
 from blayers_plugins._priors import boolean, loc_scale_family, positive_int, positive_prior
 from blayers_plugins.layers._base import BaseLayer, sample_adaptive
-from blayers_plugins.layers._indices import categories_validator, index_input, total_categories
+from blayers_plugins.layers._indices import (
+    categories_validator,
+    index_input,
+    take_rows,
+    total_categories,
+)
 
 Categories = int | tuple[int, ...] | None
 
@@ -71,30 +78,28 @@ def _check_values_shape(owner: str, codes: str, values: str, idx: jax.Array, w: 
         )
 
 
-def _take_rows(table: jax.Array, idx: jax.Array) -> jax.Array:
-    """``table[idx]``; a code that escaped the range check (traced codes are not checked) gives
-    NaN rows, never a clamped or wrapped-around row."""
-    idx = jnp.where(idx < 0, table.shape[0], idx)  # jnp.take would wrap negative indices
-    return jnp.take(table, idx, axis=0, mode="fill", fill_value=jnp.nan)
-
-
-@jax.jit
-def _gathered_projection(table: jax.Array, idx: jax.Array, weights: jax.Array | None) -> jax.Array:
+@functools.partial(jax.jit, static_argnames="population")
+def _gathered_projection(
+    table: jax.Array, idx: jax.Array, weights: jax.Array | None, population: bool
+) -> jax.Array:
     """``sum_j w_nj table[idx_nj]``: rows of a ``(C, k, u)`` table gathered, ``(n, k, u)`` out.
 
     Jitted (as is :func:`_gathered_fm`) so that eager calls, such as the dry run before ``fit``
-    compiles, run one compiled kernel instead of compiling each small operation.
+    compiles, run one compiled kernel instead of compiling each small operation. An index that
+    escaped the range check gives NaN rows; with ``population`` the index ``-1`` gives zero rows.
     """
-    rows = _take_rows(table, idx)  # (n, f, k, u)
+    rows = take_rows(table, idx, population)  # (n, f, k, u)
     if weights is not None:
         rows = rows * weights[:, :, None, None]
     return jnp.sum(rows, axis=1)
 
 
-@jax.jit
-def _gathered_fm(theta: jax.Array, idx: jax.Array, weights: jax.Array | None) -> jax.Array:
+@functools.partial(jax.jit, static_argnames="population")
+def _gathered_fm(
+    theta: jax.Array, idx: jax.Array, weights: jax.Array | None, population: bool
+) -> jax.Array:
     """The FM on gathered rows: ``0.5 sum_f [(sum_j v theta)^2 - sum_j (v theta)^2]``, ``(n, u)``."""
-    rows = _take_rows(theta, idx)  # (n, f, k, u)
+    rows = take_rows(theta, idx, population)  # (n, f, k, u)
     if weights is not None:
         rows = rows * weights[:, :, None, None]
     return 0.5 * jnp.sum(jnp.sum(rows, axis=1) ** 2 - jnp.sum(rows**2, axis=1), axis=1)
@@ -138,7 +143,9 @@ class FMLayer(BaseLayer):
     since the factorization machine has no self-interactions. Codes are range-checked (and repeats
     found) whenever they are concrete, e.g. in the dry run ``fit`` and ``predict`` make before
     compiling; bad codes raise ``ValueError``. Traced codes (inside ``jit``) cannot be checked: an
-    out-of-range one gives NaN, never a clamped or wrapped-around row.
+    out-of-range one gives NaN, never a clamped or wrapped-around row. Inside
+    ``allow_population_codes()`` (``predict(..., unseen="population")``) the code ``-1`` gathers a
+    zero factor row: an unseen level interacts with nothing.
 
     Args:
         low_rank_dim: rank ``k`` of the factors.
@@ -198,7 +205,7 @@ class FMLayer(BaseLayer):
         theta = sample_adaptive(
             "scale", "theta", self.scale_prior, self.coef_dist, self.coef_loc, shape
         )
-        return _gathered_fm(theta, x, values)
+        return _gathered_fm(theta, x, values, population_codes_allowed())
 
     def _check_no_repeats(self, idx: jax.Array, values: jax.Array | None) -> None:
         """A shared-vocabulary row must not list one code twice with nonzero weights."""
@@ -317,5 +324,7 @@ class LowRankInteractionLayer(BaseLayer):
             if categories is None:
                 projections.append(jnp.einsum("nd,dku->nku", arr, factors))
             else:
-                projections.append(_gathered_projection(factors, arr, weights))
+                projections.append(
+                    _gathered_projection(factors, arr, weights, population_codes_allowed())
+                )
         return jnp.sum(projections[0] * projections[1], axis=1)
