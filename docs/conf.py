@@ -38,9 +38,13 @@ myst_heading_anchors = 3
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+napoleon_attr_annotations = False  # attrs classes show the types in their signature
 autodoc_member_order = "bysource"
 python_use_unqualified_type_names = True
 autodoc_typehints = "signature"
+autodoc_inherit_docstrings = False  # not NumPyro's "To be implemented by subclasses."
+# blayers_core._typing.Array is jax.Array; shown by that name instead of its internal module.
+autodoc_type_aliases = {"Array": "jax.Array"}
 
 # Strict builds (-n) check every cross-reference. Our own names must resolve; references to
 # other libraries (jax, numpyro, optax, the standard library) are left unlinked, since the

@@ -13,7 +13,7 @@ path that does not exist still fails it.
 First-party layers accept ``AdaptiveLayer("x", x)`` as a short form of ``AdaptiveLayer()("x", x)``
 through a metaclass ``__call__(*args, **kwargs)``, which autodoc would show as the signature; the
 signature shown for an attrs class is its constructor's, keyword-only, with ``<factory>`` for a
-default built by a factory.
+default built by a factory. A protocol class is shown without typing.Protocol's ``(*args, **kwargs)``.
 
 ``:table:`` lists the components as a table of name, description and implementation instead,
 for kinds whose implementations mostly live in other libraries (guides, optimizers).
@@ -178,8 +178,14 @@ def _attrs_class_signature(
     signature: str | None,
     return_annotation: str | None,
 ) -> tuple[str, str | None] | None:
-    """The constructor's signature of an attrs class, with readable defaults."""
-    if what != "class" or not inspect.isclass(obj) or not attrs.has(obj):
+    """The constructor's signature of an attrs class, with readable defaults; none for a protocol."""
+    if what != "class" or not inspect.isclass(obj):
+        return None
+    if getattr(obj, "_is_protocol", False):  # typing.Protocol's (*args, **kwargs) says nothing
+        return "", None
+    if not attrs.has(obj) and type(obj).__call__ is not type.__call__:
+        return "", None  # a base class whose metaclass __call__(*args, **kwargs) says nothing
+    if not attrs.has(obj):
         return None
     sig = sphinx_signature(obj.__init__, bound_method=True)
     try:  # the class's annotations, evaluated in its module (attrs' __init__ has other globals)
