@@ -97,7 +97,7 @@ class BatchSchedule:
 
     @property
     def is_full_batch(self) -> bool:
-        """One batch holds every row in order: no gather, no padding."""
+        """One batch holds every row in order; no gather, no padding."""
         return self.batch_size == self.num_rows
 
     @property
