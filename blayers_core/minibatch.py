@@ -104,16 +104,17 @@ class BatchSchedule:
     def has_padding(self) -> bool:
         return self.num_slots != self.num_rows
 
-    def indices(self, step: Array | int, key: Array) -> tuple[Array, Array]:
-        """Row indices ``(B,)`` int32 and real-row mask ``(B,)`` bool for global ``step``.
+    def block_order(self, step: Array | int, key: Array) -> tuple[Array, Array]:
+        """The blocks of global ``step``'s batch, ``(B / b,)`` int32 in slot order, and the
+        real-slot mask ``(B,)`` bool. Block ``j`` holds slots ``j*b .. j*b + b - 1``.
 
         Traceable: ``step`` may be a traced integer.
         """
         step = jnp.asarray(step, dtype=jnp.int32)
         epoch = step // self.steps_per_epoch
         within = step % self.steps_per_epoch
-        slots = within * self.batch_size + jnp.arange(self.batch_size, dtype=jnp.int32)
-        block, offset = slots // self.block_size, slots % self.block_size
+        per_batch = self.batch_size // self.block_size
+        block = within * per_batch + jnp.arange(per_batch, dtype=jnp.int32)
         if self.shuffle and self.num_blocks > 1:
             k_a, k_c = jax.random.split(jax.random.fold_in(key, epoch))
             units = jnp.asarray(self.units)
@@ -124,10 +125,37 @@ class BatchSchedule:
                 jnp.uint32(self.num_blocks)
             )
             block = block.astype(jnp.int32)
-        slot = block * self.block_size + offset
-        mask = slot < self.num_rows
-        rows = jnp.where(mask, slot, slot - self.num_rows)  # padding points at a real row
-        return rows, mask
+        slot = (block[:, None] * self.block_size + jnp.arange(self.block_size)).reshape(-1)
+        return block, slot < self.num_rows
+
+    def indices(self, step: Array | int, key: Array) -> tuple[Array, Array]:
+        """Row indices ``(B,)`` int32 and real-row mask ``(B,)`` bool for global ``step``.
+
+        Padding slots point at a real row: slot ``s >= n`` at row ``s - n``. Traceable.
+        """
+        block, mask = self.block_order(step, key)
+        slot = (block[:, None] * self.block_size + jnp.arange(self.block_size)).reshape(-1)
+        return jnp.where(mask, slot, slot - self.num_rows), mask
+
+    def slot_rows(self) -> np.ndarray:
+        """``(num_slots,)``: the row behind every slot (padding slot ``s`` repeats row ``s - n``).
+
+        Data laid out in slot order (``x[slot_rows()]``) can be cut into whole blocks of
+        consecutive rows, which is what :meth:`block_order` indexes.
+        """
+        slots = np.arange(self.num_slots)
+        return np.where(slots < self.num_rows, slots, slots - self.num_rows)
+
+
+def gather_blocks(array: Array, blocks: Array, block_size: int) -> Array:
+    """Rows of ``blocks`` from ``array`` laid out in slot order: ``(len(blocks) * b, ...)``.
+
+    ``array`` has ``num_slots`` rows; it is viewed as ``(num_blocks, b, ...)`` and whole blocks
+    are copied, so a batch is a few contiguous copies rather than ``B`` single-row gathers.
+    """
+    shape = jnp.shape(array)
+    by_block = jnp.reshape(array, (shape[0] // block_size, block_size, *shape[1:]))
+    return jnp.reshape(jnp.take(by_block, blocks, axis=0), (-1, *shape[1:]))
 
 
 class padded_rows(Messenger):  # type: ignore[misc]

@@ -25,16 +25,12 @@ from numpyro.infer.svi import SVIState
 
 from blayers_core._typing import Array
 from blayers_core.init import fast_init
-from blayers_core.minibatch import BatchSchedule, padded_rows
+from blayers_core.minibatch import BatchSchedule, gather_blocks, padded_rows
 
 #: Programs kept per process (each holds compiled executables and one SVI).
 PROGRAM_CACHE_SIZE = 16
 
 _PROGRAMS: OrderedDict[Hashable, TrainingProgram] = OrderedDict()
-
-
-def _gather(rows: Mapping[str, Array], indices: Array) -> dict[str, Array]:
-    return {k: jnp.take(v, indices, axis=0) for k, v in rows.items()}
 
 
 def _all_finite(tree: Any) -> Array:
@@ -67,8 +63,10 @@ class TrainingProgram:
     ) -> tuple[dict[str, Array], Array | None]:
         if self.schedule.is_full_batch:
             return dict(rows), None
-        indices, mask = self.schedule.indices(step_index, shuffle_key)
-        return _gather(rows, indices), (mask if self.schedule.has_padding else None)
+        blocks, mask = self.schedule.block_order(step_index, shuffle_key)
+        size = self.schedule.block_size
+        batch = {k: gather_blocks(v, blocks, size) for k, v in rows.items()}
+        return batch, (mask if self.schedule.has_padding else None)
 
     def _step(
         self,

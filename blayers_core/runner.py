@@ -90,7 +90,7 @@ def resolve_num_steps(num_steps: int | None, num_epochs: int | None, steps_per_e
 class PreparedData:
     """Row data on the device (shuffled once), constants split by kind, and the row order."""
 
-    rows: dict[str, Array]
+    rows: dict[str, Array]  # in slot order: num_slots rows when minibatched, else num_rows
     array_constants: dict[str, Array]
     static_constants: dict[str, Any]
     order: np.ndarray  # position in the device arrays -> row index in the data as given
@@ -98,13 +98,16 @@ class PreparedData:
 
 
 def prepare_data(split: SplitData, schedule: BatchSchedule, seed: int) -> PreparedData:
-    """Shuffle the rows once on the host (when batches are shuffled) and put them on the device."""
+    """Shuffle the rows once on the host (when batches are shuffled), lay them out in slot order
+    (padding slots repeat the first rows, see :meth:`BatchSchedule.slot_rows`) and put them on
+    the device."""
     n = split.num_rows
-    if schedule.shuffle and not schedule.is_full_batch:
-        order = np.random.default_rng(seed).permutation(n)
-        host = {k: np.asarray(v)[order] for k, v in split.rows.items()}
-    else:
+    if schedule.is_full_batch:
         order, host = np.arange(n), dict(split.rows)
+    else:
+        order = np.random.default_rng(seed).permutation(n) if schedule.shuffle else np.arange(n)
+        layout = order[schedule.slot_rows()]
+        host = {k: np.asarray(v)[layout] for k, v in split.rows.items()}
     arrays = {
         k: jnp.asarray(v)
         for k, v in split.constants.items()

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blayers_core import BatchSchedule
+from blayers_core.minibatch import gather_blocks
 
 
 def epoch_indices(schedule: BatchSchedule, epoch: int, key) -> tuple[np.ndarray, np.ndarray]:
@@ -33,6 +34,22 @@ def test_every_row_is_seen_exactly_once_per_epoch(n, batch_fraction, shuffle, ep
     assert (~mask).sum() == schedule.steps_per_epoch * batch - n  # the rest is padding
     assert ((rows >= 0) & (rows < n)).all()  # padding points at real rows: values stay finite
     assert mask.any(axis=1).all()  # no batch is all padding
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(2, 300), batch_fraction=st.floats(0.0, 0.99), step=st.integers(0, 20))
+def test_whole_block_copies_give_the_rows_of_the_schedule(n, batch_fraction, step) -> None:
+    """The training step copies whole blocks of slot-ordered data; the rows are those of
+    ``indices`` (what the culprit report and the epoch guarantees above are stated in)."""
+    schedule = BatchSchedule(num_rows=n, batch_size=max(1, round(batch_fraction * n)))
+    data = np.arange(n * 3).reshape(n, 3) * 10  # row r holds 30 r, 30 r + 10, 30 r + 20
+    in_slot_order = jax.numpy.asarray(data[schedule.slot_rows()])
+    key = jax.random.PRNGKey(step)
+    blocks, mask = schedule.block_order(step, key)
+    rows, mask_again = schedule.indices(step, key)
+    batch = gather_blocks(in_slot_order, blocks, schedule.block_size)
+    np.testing.assert_array_equal(batch, data[np.asarray(rows)])
+    np.testing.assert_array_equal(mask, mask_again)
 
 
 def test_batches_change_between_epochs_and_stay_in_order_without_shuffle() -> None:
