@@ -13,7 +13,7 @@ Two data sets that ship with the baselines' packages, split 75/25 into training 
       b0 ~ Normal(0, 5);  scale ~ HalfNormal(1);  beta_j ~ Normal(0, scale)
       y_i ~ Bernoulli(sigmoid(b0 + x_i @ beta)),
 
-  and the baseline is statsmodels' ``Logit`` (maximum likelihood). With 4,775 training rows and
+  and the baseline is statsmodels' ``Logit`` (maximum likelihood). With 4,774 training rows and
   9 coefficients the prior is weak and the posterior is close to normal, so the posterior means
   should sit close to the MLE.
 

@@ -77,6 +77,11 @@ def log_predictive_density(logpmf: np.ndarray) -> float:
     return float(np.mean(logsumexp(logpmf, axis=0) - np.log(logpmf.shape[0])))
 
 
+def conditional_se(cov: np.ndarray) -> np.ndarray:
+    """Each parameter's sd given the others, ``1 / sqrt(diag(cov^-1))``, for a normal law."""
+    return 1.0 / np.sqrt(np.diag(np.linalg.inv(cov)))
+
+
 def fit_blayers(family: str, data: dict[str, Any], args: argparse.Namespace) -> Any:
     import numpyro.distributions as dist
     import optax
@@ -130,11 +135,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     glm = sm.GLM(y_train, design_train, family=sm.families.Poisson()).fit()
     nb = sm.NegativeBinomial(y_train, design_train, loglike_method="nb2").fit(disp=0, maxiter=200)
     baselines = {
-        "poisson": {"name": "GLM Poisson", "coef": glm.params, "se": glm.bse, "phi": None},
+        "poisson": {
+            "name": "GLM Poisson",
+            "coef": glm.params,
+            "se": glm.bse,
+            "cov": np.asarray(glm.cov_params()),
+            "phi": None,
+        },
         "negative_binomial": {  # the last parameter is alpha = 1 / phi
             "name": "NegativeBinomial",
             "coef": nb.params[:-1],
             "se": nb.bse[:-1],
+            "cov": np.asarray(nb.cov_params()),  # coefficients and alpha
             "phi": 1.0 / float(nb.params[-1]),
         },
     }
@@ -172,6 +184,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "coef_sd": coef_draws.std(0),
             "baseline_coef": np.asarray(baseline["coef"]),
             "baseline_se": np.asarray(baseline["se"]),
+            # a mean-field guide fits each coefficient's sd given all the others, which for a
+            # normal posterior with covariance C is 1 / sqrt(diag(C^-1)), below the marginal se
+            "baseline_conditional_se": conditional_se(baseline["cov"])[: coef_draws.shape[1]],
             # posterior predictive mean exp(b0 + x beta), averaged over the draws
             "deviance": mean_poisson_deviance(y_test, rate.mean(0)),
             "baseline_deviance": mean_poisson_deviance(y_test, base_rate),

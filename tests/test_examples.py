@@ -12,12 +12,15 @@ Tolerances are set by what the baseline estimates, not by what one run gave:
   about ``(se / prior scale)^2`` of the coefficient, plus the optimiser's leftover noise: a small
   fraction of the MLE's standard error ``se``. The checks allow half a standard error for the
   counts (prior scale ~0.13 against se ~0.005-0.014), and three quarters for ``fair``, where
-  age and years married (correlation 0.89) leave their contrast weakly identified (se ~0.15),
-  so the adaptive prior (scale ~0.5) shrinks it by about 10%, ~0.4 se.
-* The posterior sd and the MLE's standard error estimate the same spread; the mean-field guide
-  of the counts fits is allowed a factor of 2 either way (mean-field VI understates the spread
-  of correlated coefficients; minibatch noise inflates it), the full-covariance guide of
-  ``fair`` a factor of 1.5.
+  age and years married (correlation 0.89) leave their contrast weakly identified (sd ~0.12):
+  the adaptive prior (scale ~0.48) shrinks it by 0.12^2 / (0.12^2 + 0.48^2) ~ 6%, which moves
+  the age and years-married coefficients by ~0.4 se each (the normal approximation's posterior
+  mean under that prior is 0.40 and 0.43 se from the MLE).
+* The posterior sd and the MLE's standard error estimate the same spread, allowed a factor of
+  1.5 either way (the guide's sds carry the optimiser's noise). The full-covariance guide of
+  ``fair`` is compared with the standard error; the mean-field guide of the counts fits, which
+  can only fit each coefficient's sd given the others, with that conditional standard error,
+  ``1 / sqrt(diag(cov^-1))`` of the MLE's covariance (up to 27% below the standard error here).
 * Held-out predictions of two fits whose coefficients agree to within half an se agree to well
   under 1% in deviance and log loss; the posterior predictive averages over the draws, which
   shifts the log predictive density slightly, allowed 0.01 nats per row.
@@ -60,8 +63,10 @@ def test_count_coefficients_match_statsmodels_mle(counts, family):
     row = counts[family]
     gap = np.abs(row["coef"] - row["baseline_coef"])
     assert np.all(gap < 0.5 * row["baseline_se"]), dict(zip(counts["features"], gap, strict=True))
-    ratio = row["coef_sd"] / row["baseline_se"]
-    assert np.all((ratio > 0.5) & (ratio < 2.0)), dict(zip(counts["features"], ratio, strict=True))
+    ratio = row["coef_sd"] / row["baseline_conditional_se"]
+    assert np.all((ratio > 1 / 1.5) & (ratio < 1.5)), dict(
+        zip(counts["features"], ratio, strict=True)
+    )
 
 
 @pytest.mark.parametrize("family", ["poisson", "negative_binomial"])
