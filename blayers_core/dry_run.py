@@ -25,6 +25,7 @@ from numpyro import handlers
 
 from blayers_core._typing import ModelFn
 from blayers_core.checks import CheckCollector, collecting_checks
+from blayers_core.compile_once import jit_once
 from blayers_core.frames import population_codes_allowed
 
 #: Rows per chunk; bounded so the check's memory stays small for millions of rows. Every chunk has
@@ -100,7 +101,7 @@ def _compiled(
             tuple(n for n, site in model_trace.items() if site["type"] == "deterministic"),
         )
 
-    entry.run = jax.jit(run)
+    entry.run = jit_once(run)
     _COMPILED[key] = entry
     while len(_COMPILED) > DRY_RUN_CACHE_SIZE:
         _COMPILED.popitem(last=False)

@@ -20,6 +20,7 @@ from numpyro.infer import autoguide
 from numpyro.infer.svi import SVIState
 
 from blayers_core._typing import Array
+from blayers_core.compile_once import jit_once
 
 #: Guides whose ``init`` state is known to carry out of ``jit`` intact (exact types, not
 #: subclasses). Others (e.g. ``AutoLaplaceApproximation``, which keeps the model's arguments in a
@@ -132,7 +133,7 @@ def fast_init(
             cache["stored"] = stored
             return state, traced
 
-        cache["compiled"] = jax.jit(traced_init)
+        cache["compiled"] = jit_once(traced_init)
     try:
         state, concrete = cache["compiled"](rng_key, inputs)
         values = iter(concrete)

@@ -24,6 +24,7 @@ import numpy as np
 from numpyro.infer.svi import SVIState
 
 from blayers_core._typing import Array
+from blayers_core.compile_once import jit_once
 from blayers_core.init import fast_init
 from blayers_core.minibatch import BatchSchedule, gather_blocks, padded_rows
 
@@ -168,7 +169,7 @@ class TrainingProgram:
                 data = {**rows, **constants, **self.static_constants}
                 return draw_posterior(self.svi.guide, params, key, num_samples, data)
 
-            self._draw[num_samples] = jax.jit(draw)
+            self._draw[num_samples] = jit_once(draw)
         return self._draw[num_samples](rng_key, params, rows, constants)  # type: ignore[no-any-return]
 
 
