@@ -26,7 +26,7 @@ from numpyro.infer.svi import SVIState
 from blayers_core._typing import Array
 from blayers_core.compile_once import jit_once
 from blayers_core.init import fast_init
-from blayers_core.minibatch import BatchSchedule, gather_blocks, padded_rows
+from blayers_core.minibatch import BatchSchedule, EpochTable, gather_blocks, padded_rows
 
 #: Programs kept per process (each holds compiled executables and one SVI).
 PROGRAM_CACHE_SIZE = 16
@@ -60,11 +60,15 @@ class TrainingProgram:
 
     # ------------------------------------------------------------------ tracing
     def _batch(
-        self, step_index: Array, rows: Mapping[str, Array], shuffle_key: Array
+        self,
+        step_index: Array,
+        rows: Mapping[str, Array],
+        shuffle_key: Array,
+        table: EpochTable | None = None,
     ) -> tuple[dict[str, Array], Array | None]:
         if self.schedule.is_full_batch:
             return dict(rows), None
-        blocks, mask = self.schedule.block_order(step_index, shuffle_key)
+        blocks, mask = self.schedule.block_order(step_index, shuffle_key, table)
         size = self.schedule.block_size
         batch = {k: gather_blocks(v, blocks, size) for k, v in rows.items()}
         return batch, (mask if self.schedule.has_padding else None)
@@ -76,8 +80,9 @@ class TrainingProgram:
         rows: Mapping[str, Array],
         constants: Mapping[str, Any],
         shuffle_key: Array,
+        table: EpochTable | None,
     ) -> tuple[SVIState, Array]:
-        batch, mask = self._batch(step_index, rows, shuffle_key)
+        batch, mask = self._batch(step_index, rows, shuffle_key, table)
         arguments = {**batch, **constants, **self.static_constants}
         if mask is None:
             return self.svi.update(state, **arguments)  # type: ignore[no-any-return]
@@ -94,11 +99,16 @@ class TrainingProgram:
         shuffle_key: Array,
     ) -> tuple[SVIState, Array]:
         nan = jnp.array(jnp.nan, dtype=jnp.result_type(float))
+        table = None
+        if self.schedule.shuffles_blocks:  # the epochs this chunk can reach, drawn once
+            per_epoch = self.schedule.steps_per_epoch
+            reach = (self.chunk_size - 1) // per_epoch + 2
+            table = self.schedule.epoch_permutations(first_step // per_epoch, reach, shuffle_key)
 
         def body(state: SVIState, step_index: Array) -> tuple[SVIState, Array]:
             result: tuple[SVIState, Array] = jax.lax.cond(
                 step_index < num_steps,
-                lambda s: self._step(s, step_index, rows, constants, shuffle_key),
+                lambda s: self._step(s, step_index, rows, constants, shuffle_key, table),
                 lambda s: (s, nan),
                 state,
             )

@@ -52,6 +52,17 @@ def test_whole_block_copies_give_the_rows_of_the_schedule(n, batch_fraction, ste
     np.testing.assert_array_equal(mask, mask_again)
 
 
+def test_epoch_table_gives_the_same_blocks_as_drawing_per_step() -> None:
+    schedule = BatchSchedule(num_rows=1000, batch_size=64)  # 16 steps an epoch
+    key = jax.random.PRNGKey(3)
+    table = schedule.epoch_permutations(2, 3, key)  # epochs 2, 3 and 4
+    for step in range(2 * 16, 5 * 16):
+        with_table, mask = schedule.block_order(step, key, table)
+        drawn, mask_drawn = schedule.block_order(step, key)
+        np.testing.assert_array_equal(with_table, drawn)
+        np.testing.assert_array_equal(mask, mask_drawn)
+
+
 def test_batches_change_between_epochs_and_stay_in_order_without_shuffle() -> None:
     schedule = BatchSchedule(num_rows=1000, batch_size=64)
     key = jax.random.PRNGKey(0)
