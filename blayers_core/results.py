@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
-import jax
-import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import Predictive
 
+from blayers_core import predictive
 from blayers_core._typing import Array, GuideFn, ModelFn
-from blayers_core.data import check_row_array
-from blayers_core.dry_run import dry_run
-from blayers_core.errors import DataError
+from blayers_core.predictive import Predictions
 
-
-@attrs.frozen
-class Predictions:
-    """Posterior predictive draws of one observed site and their summaries.
-
-    Attributes:
-        site: the observed site's name (e.g. ``"obs"``).
-        mean: ``(n, ...)`` posterior predictive mean.
-        sd: ``(n, ...)`` posterior predictive standard deviation.
-        draws: ``(num_samples, n, ...)`` draws.
-    """
-
-    site: str
-    mean: Array
-    sd: Array
-    draws: Array = attrs.field(repr=False)
-
-    @property
-    def std(self) -> Array:
-        """Alias of :attr:`sd`, as in BLayers."""
-        return self.sd
+__all__ = ["FitResult", "Predictions", "SiteSummary", "Summary"]
 
 
 @attrs.frozen
@@ -118,37 +95,47 @@ class FitResult:
     def predict(
         self,
         *,
+        kind: str = "response",
         site: str | None = None,
         num_samples: int | None = None,
         seed: int = 1,
+        interval: float | None = None,
+        quantiles: Sequence[float] | None = None,
+        return_draws: bool = False,
+        chunk_rows: int | None = None,
         **data: Any,
     ) -> Predictions:
-        """Posterior predictive draws of an observed site for new (or training) data.
+        """Posterior predictive mean, sd and quantiles of an observed site for new rows.
 
         Leave the target out (the model's ``y=None`` default makes the link draw it). Constants
         given to ``fit`` are passed again unless overridden.
+
+        Args:
+            kind: ``"response"`` summarises draws of the observation; ``"mean"`` its expected
+                value (the linear predictor through the inverse link).
+            site: the observed site; needed only when the model has several.
+            num_samples: use the first ``num_samples`` posterior draws (default: all).
+            seed: seeds the draws of the observation.
+            interval: central interval to report (quantiles ``(1 -+ interval) / 2``); default 0.9.
+            quantiles: explicit quantile levels instead of ``interval`` (``()`` for none).
+            return_draws: keep the ``(num_samples, n, ...)`` draws on the result.
+            chunk_rows: rows per compiled chunk (default: about 8M values per chunk).
+            **data: the model's row arrays (and constants to override).
         """
-        site = self._observed_site(site)
-        samples = self.posterior_samples
-        if num_samples is not None:
-            available = next(iter(samples.values())).shape[0]
-            if not 1 <= num_samples <= available:
-                raise ValueError(
-                    f"num_samples must be between 1 and {available} (the posterior draws kept "
-                    f"by fit), got {num_samples}"
-                )
-            samples = {k: v[:num_samples] for k, v in samples.items()}
-        arrays = {k: v for k, v in data.items() if hasattr(v, "shape") and np.ndim(v) >= 1}
-        lengths = {k: np.shape(v)[0] for k, v in arrays.items()}
-        if len(set(lengths.values())) > 1:
-            raise DataError(f"predict's array arguments have different numbers of rows: {lengths}")
-        for name, value in arrays.items():
-            check_row_array(name, value)
-        others = {k: v for k, v in data.items() if k not in arrays}
-        dry_run(self.model, arrays, {**self.constants, **others}, seed=seed)  # raises on bad input
-        predictive = Predictive(self.model, posterior_samples=samples, return_sites=[site])
-        draws = predictive(jax.random.PRNGKey(seed), **{**self.constants, **data})[site]
-        return Predictions(site=site, mean=jnp.mean(draws, 0), sd=jnp.std(draws, 0), draws=draws)
+        return predictive.predict(
+            self.model,
+            self.posterior_samples,
+            self.constants,
+            self._observed_site(site),
+            data,
+            kind=kind,
+            num_samples=num_samples,
+            seed=seed,
+            interval=interval,
+            quantiles=quantiles,
+            return_draws=return_draws,
+            chunk_rows=chunk_rows,
+        )
 
     def _observed_site(self, site: str | None) -> str:
         if site is None:

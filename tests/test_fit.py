@@ -61,7 +61,7 @@ def test_predict_on_new_data_follows_the_fitted_line() -> None:
     x, y = simulate(400)
     result = fit(model, x=x, y=y, num_steps=1500, lr=0.02, progress_bar=False, num_samples=300)
     x_new, _ = simulate(7, seed=1)
-    predictions = result.predict(x=x_new)
+    predictions = result.predict(x=x_new, return_draws=True)
     assert predictions.site == "obs"
     assert predictions.mean.shape == (7,) and predictions.draws.shape == (300, 7)
     np.testing.assert_allclose(predictions.mean, x_new @ TRUE_BETA, atol=0.15)
