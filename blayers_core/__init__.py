@@ -29,6 +29,7 @@ from blayers_core.fit import fit
 from blayers_core.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from blayers_core.mcmc import SamplingWarning
 from blayers_core.minibatch import BatchSchedule, multiply_scale, padded_rows
+from blayers_core.prior import sample_prior
 from blayers_core.protocols import (
     GuideFactory,
     Layer,
@@ -50,7 +51,7 @@ from blayers_core.registry import (
     optimizer,
     plugin_failures,
 )
-from blayers_core.results import FitResult, Predictions, Summary
+from blayers_core.results import FitResult, Predictions
 from blayers_core.runner import NonFiniteLossError, svi_run_batched
 from blayers_core.shapes import align_to_target, layer_input
 
@@ -81,7 +82,6 @@ __all__ = [
     "Registry",
     "SamplingWarning",
     "SplitData",
-    "Summary",
     "align_to_target",
     "components",
     "enable_compilation_cache",
@@ -97,6 +97,7 @@ __all__ = [
     "optimizer",
     "padded_rows",
     "plugin_failures",
+    "sample_prior",
     "split_rows_and_constants",
     "svi_run_batched",
 ]

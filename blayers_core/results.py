@@ -1,9 +1,12 @@
-"""What ``fit`` returns: fitted parameters, the loss history, posterior draws and ``predict``."""
+"""What ``fit`` returns: fitted parameters, the loss history, posterior draws, and what to do with
+them. The work is done in small modules: :mod:`blayers_core.predictive` (``predict``),
+:mod:`blayers_core.summary`, :mod:`blayers_core.arviz_export`, :mod:`blayers_core.plots` and
+:mod:`blayers_core.persistence` (``save``/``load``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -11,51 +14,12 @@ import numpy as np
 from blayers_core import predictive
 from blayers_core._typing import Array, GuideFn, ModelFn
 from blayers_core.predictive import Predictions
+from blayers_core.summary import summarize
 
-__all__ = ["FitResult", "Predictions", "SiteSummary", "Summary"]
+if TYPE_CHECKING:
+    import pandas as pd
 
-
-@attrs.frozen
-class SiteSummary:
-    """Posterior summary of one latent site, element by element (flattened)."""
-
-    site: str
-    shape: tuple[int, ...]
-    mean: np.ndarray
-    sd: np.ndarray
-    q_low: np.ndarray
-    q_high: np.ndarray
-
-
-@attrs.frozen
-class Summary:
-    """Posterior summaries of every latent site; ``str()`` gives a table."""
-
-    sites: tuple[SiteSummary, ...]
-    interval: float
-
-    def __getitem__(self, site: str) -> SiteSummary:
-        for s in self.sites:
-            if s.site == site:
-                return s
-        raise KeyError(f"no site {site!r}; sites: {[s.site for s in self.sites]}")
-
-    def __str__(self) -> str:
-        lo, hi = (1 - self.interval) / 2 * 100, (1 + self.interval) / 2 * 100
-        header = f"{'parameter':<28}{'mean':>10}{'sd':>10}{f'{lo:g}%':>10}{f'{hi:g}%':>10}"
-        lines = [header, "-" * len(header)]
-        for s in self.sites:
-            for i in range(s.mean.size):
-                label = s.site if s.mean.size == 1 else f"{s.site}[{_index(s.shape, i)}]"
-                lines.append(
-                    f"{label:<28}{s.mean[i]:>10.3f}{s.sd[i]:>10.3f}"
-                    f"{s.q_low[i]:>10.3f}{s.q_high[i]:>10.3f}"
-                )
-        return "\n".join(lines)
-
-
-def _index(shape: tuple[int, ...], flat: int) -> str:
-    return ",".join(str(int(i)) for i in np.unravel_index(flat, shape))
+__all__ = ["FitResult", "Predictions"]
 
 
 @attrs.frozen
@@ -75,7 +39,11 @@ class FitResult:
         steps_done: optimisation steps taken.
         interrupted: training was stopped early by Ctrl-C.
         method: ``"vi"`` or ``"nuts"``.
-        mcmc: the ``numpyro.infer.MCMC`` object of a NUTS fit.
+        mcmc: the ``numpyro.infer.MCMC`` object of a NUTS fit (``None`` once loaded from a file).
+        num_chains: chains laid one after the other in ``posterior_samples`` (1 for VI).
+        components: how the loss, guide, optimizer (or sampler) were given to ``fit``:
+            ``{"guide": {"name": "auto_normal", "config": {}}, ...}``; a component given as an
+            object is recorded as ``{"name": None, "type": "module.Class"}``.
     """
 
     model: ModelFn
@@ -91,6 +59,11 @@ class FitResult:
     interrupted: bool = False
     method: str = "vi"
     mcmc: Any = attrs.field(repr=False, default=None)
+    num_chains: int = 1
+    components: dict[str, Any] = attrs.field(factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        return describe(self)
 
     def predict(
         self,
@@ -151,23 +124,50 @@ class FitResult:
             )
         return site
 
-    def summary(self, interval: float = 0.9) -> Summary:
-        """Posterior mean, sd and central ``interval`` of every latent site."""
-        if not 0 < interval < 1:
-            raise ValueError(f"interval must be in (0, 1), got {interval}")
-        lo, hi = (1 - interval) / 2, (1 + interval) / 2
-        rows = []
-        for name, draws in sorted(self.posterior_samples.items()):
-            arr = np.asarray(draws)
-            flat = arr.reshape(arr.shape[0], -1)
-            rows.append(
-                SiteSummary(
-                    site=name,
-                    shape=arr.shape[1:],
-                    mean=flat.mean(0),
-                    sd=flat.std(0),
-                    q_low=np.quantile(flat, lo, axis=0),
-                    q_high=np.quantile(flat, hi, axis=0),
-                )
-            )
-        return Summary(sites=tuple(rows), interval=interval)
+    def summary(self, interval: float = 0.9, *, sites: Iterable[str] | None = None) -> pd.DataFrame:
+        """Posterior mean, sd and central ``interval`` of every latent element, as a DataFrame.
+
+        The index is the parameter (``beta/beta[3]``); columns ``mean``, ``sd``, the interval
+        bounds (``5%``, ``95%``) and, for NUTS, ``r_hat``, ``ess_bulk`` and ``ess_tail``.
+        ``sites`` restricts the table to those sites.
+        """
+        return summarize(
+            self.posterior_samples,
+            interval=interval,
+            num_chains=self.num_chains,
+            diagnostics=self.method == "nuts",
+            sites=sites,
+        )
+
+    def to_arviz(self, *, seed: int = 0, **data: Any) -> Any:
+        """An ArviZ ``InferenceData`` (ArviZ 0.x) or ``DataTree`` (1.x); see
+        :func:`blayers_core.arviz_export.to_arviz`. Pass the training data (target included) to
+        add ``observed_data``, ``log_likelihood`` and ``posterior_predictive`` for ``az.loo``."""
+        from blayers_core.arviz_export import to_arviz
+
+        return to_arviz(self, seed=seed, **data)
+
+
+def describe(result: FitResult) -> str:
+    """A few lines on a fit: method, rows, steps, final loss and the sites with their shapes."""
+    num_draws = (
+        len(next(iter(result.posterior_samples.values()))) if result.posterior_samples else 0
+    )
+    head = f"FitResult(method={result.method!r}, rows={result.num_rows}"
+    if result.method == "vi":
+        head += f", steps={result.steps_done}"
+        if len(result.losses):
+            tail = np.asarray(result.losses[-min(100, len(result.losses)) :], dtype=float)
+            head += f", final loss={float(np.mean(tail)):.4g}"
+    else:
+        head += f", chains={result.num_chains}"
+    head += f", draws={num_draws // max(result.num_chains, 1)}"
+    if result.interrupted:
+        head += ", interrupted"
+    lines = [head + ")"]
+    sites = ", ".join(
+        f"{k} {tuple(np.shape(v)[1:])}" for k, v in sorted(result.posterior_samples.items())
+    )
+    lines.append(f"  latent: {sites or 'none'}")
+    lines.append(f"  observed: {', '.join(result.observed_sites) or 'none'}")
+    return "\n".join(lines)

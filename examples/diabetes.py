@@ -66,13 +66,11 @@ def main() -> None:
     from sklearn.linear_model import BayesianRidge
 
     ridge = BayesianRidge().fit(x, y)
-    beta = result.summary()["beta/beta"]
+    beta = result.summary(sites=["beta/beta"])
     print("\ncoefficient   blayers mean [90% interval]      BayesianRidge")
     for j, name in enumerate(features):
-        print(
-            f"{name:<12}{beta.mean[j]:>9.3f} [{beta.q_low[j]:>7.3f}, {beta.q_high[j]:>7.3f}]"
-            f"{ridge.coef_[j]:>17.3f}"
-        )
+        mean, low, high = beta.iloc[j][["mean", "5%", "95%"]]
+        print(f"{name:<12}{mean:>9.3f} [{low:>7.3f}, {high:>7.3f}]{ridge.coef_[j]:>17.3f}")
     predicted = result.predict(x=x).mean
     r2 = 1 - np.sum((y - predicted) ** 2) / np.sum((y - y.mean()) ** 2)
     print(f"\nin-sample R^2: blayers {r2:.3f}, BayesianRidge {ridge.score(x, y):.3f}")
@@ -91,10 +89,11 @@ def write_figure(losses: np.ndarray, features: list[str], beta, out: Path) -> No
     ax_loss.plot(np.arange(1, len(losses) + 1), losses, lw=0.6, color="tab:blue")
     ax_loss.set(xlabel="step", ylabel="negative ELBO (minibatch)", yscale="log", title="Loss")
     order = np.arange(len(features))[::-1]
+    mean, low, high = (beta[c].to_numpy() for c in ("mean", "5%", "95%"))
     ax_coef.errorbar(
-        beta.mean,
+        mean,
         order,
-        xerr=[beta.mean - beta.q_low, beta.q_high - beta.mean],
+        xerr=[mean - low, high - mean],
         fmt="o",
         color="tab:red",
         capsize=3,

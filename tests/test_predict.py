@@ -7,47 +7,12 @@ draws by hand: ``E[y | beta] = x @ beta`` (gaussian), ``exp(x @ beta)`` (poisson
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
+from helpers import D, S, features, hand_result
 from scipy import special
 
-from blayers_core import DataError, FitResult, layer, link
-
-S, N, D = 200, 37, 3
-
-
-def linear_model(link_name):
-    linear, likelihood = layer("fixed_prior"), link(link_name)
-
-    def model(x, y=None):
-        return likelihood(linear("mu", x), y)
-
-    return model
-
-
-@functools.cache
-def hand_result(link_name, seed=0):
-    """A FitResult with hand-made posterior draws of ``mu/beta`` (and ``obs/sigma``)."""
-    rng = np.random.default_rng(seed)
-    samples = {"mu/beta": (0.3 * rng.normal(size=(S, D, 1)) + 0.5).astype(np.float32)}
-    if link_name == "gaussian":
-        samples["obs/sigma"] = rng.uniform(0.5, 1.5, size=S).astype(np.float32)
-    return FitResult(
-        model=linear_model(link_name),
-        guide=None,
-        params={},
-        losses=np.zeros(0),
-        posterior_samples=samples,
-        observed_sites=("obs",),
-        constants={},
-        num_rows=N,
-    )
-
-
-def features(n=N, seed=1):
-    return np.random.default_rng(seed).normal(size=(n, D)).astype(np.float32)
+from blayers_core import DataError
 
 
 @pytest.mark.parametrize(
