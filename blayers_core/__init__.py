@@ -29,6 +29,7 @@ from blayers_core.fit import fit
 from blayers_core.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from blayers_core.mcmc import SamplingWarning
 from blayers_core.minibatch import BatchSchedule, multiply_scale, padded_rows
+from blayers_core.plots import plot_forest, plot_loss, plot_result
 from blayers_core.prior import sample_prior
 from blayers_core.protocols import (
     GuideFactory,
@@ -94,6 +95,9 @@ __all__ = [
     "link",
     "loss",
     "multiply_scale",
+    "plot_forest",
+    "plot_loss",
+    "plot_result",
     "optimizer",
     "padded_rows",
     "plugin_failures",

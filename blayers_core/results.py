@@ -5,6 +5,7 @@ them. The work is done in small modules: :mod:`blayers_core.predictive` (``predi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,13 @@ class FitResult:
         from blayers_core.arviz_export import to_arviz
 
         return to_arviz(self, seed=seed, **data)
+
+    def plot(self, path: str | os.PathLike[str] | None = None, **options: Any) -> Any:
+        """The loss curve and a forest plot in one figure, written to ``path`` when given; see
+        :func:`blayers_core.plots.plot_result` for ``sites=``, ``labels=``, ``interval=``."""
+        from blayers_core.plots import plot_result
+
+        return plot_result(self, path, **options)
 
 
 def describe(result: FitResult) -> str:

@@ -8,7 +8,8 @@ The model, by name through the plugin registry (standardised features x and targ
     y_i ~ Normal(x_i @ beta, sigma)
 
 Prints the posterior summary next to scikit-learn's BayesianRidge and writes a figure with the
-loss curve and a forest plot of the coefficients (posterior mean and 90% interval).
+loss curve and a forest plot of the coefficients, named by feature (posterior mean and 90%
+interval; ArviZ's highest-density interval when ArviZ is installed).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="rows per minibatch")
     args = parser.parse_args()
 
+    import matplotlib
+
+    matplotlib.use("Agg")  # write the figure to a file; no window
     import optax
 
     from blayers_core import fit, layer, link
@@ -75,34 +79,10 @@ def main() -> None:
     r2 = 1 - np.sum((y - predicted) ** 2) / np.sum((y - y.mean()) ** 2)
     print(f"\nin-sample R^2: blayers {r2:.3f}, BayesianRidge {ridge.score(x, y):.3f}")
 
-    write_figure(result.losses, features, beta, Path(args.out))
-    print(f"figure written to {Path(args.out).resolve()}")
-
-
-def write_figure(losses: np.ndarray, features: list[str], beta, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_coef) = plt.subplots(1, 2, figsize=(11, 4.5))
-    ax_loss.plot(np.arange(1, len(losses) + 1), losses, lw=0.6, color="tab:blue")
-    ax_loss.set(xlabel="step", ylabel="negative ELBO (minibatch)", yscale="log", title="Loss")
-    order = np.arange(len(features))[::-1]
-    mean, low, high = (beta[c].to_numpy() for c in ("mean", "5%", "95%"))
-    ax_coef.errorbar(
-        mean,
-        order,
-        xerr=[mean - low, high - mean],
-        fmt="o",
-        color="tab:red",
-        capsize=3,
+    result.plot(
+        args.out, sites=["beta/beta", "beta/scale", "obs/sigma"], labels={"beta/beta": features}
     )
-    ax_coef.axvline(0, color="grey", lw=0.8)
-    ax_coef.set_yticks(order, features)
-    ax_coef.set(xlabel="coefficient (standardised)", title="Posterior mean and 90% interval")
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    print(f"figure written to {Path(args.out).resolve()}")
 
 
 if __name__ == "__main__":
