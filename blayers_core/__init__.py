@@ -24,11 +24,13 @@ from blayers_core.errors import (
     DataError,
     PluginError,
     PluginWarning,
+    ResultFileError,
 )
 from blayers_core.fit import fit
 from blayers_core.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from blayers_core.mcmc import SamplingWarning
 from blayers_core.minibatch import BatchSchedule, multiply_scale, padded_rows
+from blayers_core.persistence import load
 from blayers_core.plots import plot_forest, plot_loss, plot_result
 from blayers_core.prior import sample_prior
 from blayers_core.protocols import (
@@ -81,6 +83,7 @@ __all__ = [
     "PluginWarning",
     "Predictions",
     "Registry",
+    "ResultFileError",
     "SamplingWarning",
     "SplitData",
     "align_to_target",
@@ -93,6 +96,7 @@ __all__ = [
     "layer_input",
     "layer",
     "link",
+    "load",
     "loss",
     "multiply_scale",
     "plot_forest",

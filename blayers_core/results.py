@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -147,6 +148,13 @@ class FitResult:
         from blayers_core.arviz_export import to_arviz
 
         return to_arviz(self, seed=seed, **data)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fit to one ``.npz`` file without pickle (draws, parameters, losses, component
+        names and configs, constants); read it back with :func:`blayers_core.load`."""
+        from blayers_core.persistence import save
+
+        return save(self, path)
 
     def plot(self, path: str | os.PathLike[str] | None = None, **options: Any) -> Any:
         """The loss curve and a forest plot in one figure, written to ``path`` when given; see
