@@ -95,3 +95,29 @@ def test_bad_arguments_raise_clear_errors():
         result.predict(x=x).quantile(0.5)
     with pytest.raises(ValueError, match="no quantiles were computed"):
         _ = result.predict(x=x, quantiles=()).lower
+
+
+def test_kind_mean_of_a_categorical_link_is_the_class_probabilities():
+    from blayers_core import FitResult, layer, link
+
+    linear, categorical = layer("fixed_prior"), link("categorical")
+
+    def model(x, y=None):
+        return categorical(linear("mu", x, units=4), y)
+
+    beta = np.random.default_rng(3).normal(size=(50, D, 4)).astype(np.float32)
+    result = FitResult(
+        model=model,
+        guide=None,
+        params={},
+        losses=np.zeros(0),
+        posterior_samples={"mu/beta": beta},
+        observed_sites=("obs",),
+        constants={},
+        num_rows=10,
+    )
+    x = features(n=10)
+    probs = special.softmax(np.einsum("nd,sdk->snk", x, beta), axis=2)
+    pred = result.predict(x=x, kind="mean", quantiles=())
+    np.testing.assert_allclose(pred.mean, probs.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(pred.mean.sum(1), 1.0, rtol=1e-5)
