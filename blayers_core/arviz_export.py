@@ -27,7 +27,7 @@ from numpyro import handlers
 from blayers_core._typing import ModelFn
 from blayers_core.dry_run import dry_run
 from blayers_core.errors import DataError
-from blayers_core.predictive import CHUNK_ELEMENTS, check_prediction_rows
+from blayers_core.predictive import CHUNK_ELEMENTS, check_prediction_rows, padded_chunk
 
 if TYPE_CHECKING:
     from blayers_core.results import FitResult
@@ -111,11 +111,7 @@ def pointwise(
     program = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
     parts: list[dict[str, tuple[np.ndarray, ...]]] = []
     for index, start in enumerate(range(0, n, size)):
-        positions = np.arange(start, start + size)
-        rows = {
-            k: jnp.asarray(np.take(np.asarray(v), positions, axis=0, mode="wrap"))
-            for k, v in arrays.items()
-        }
+        rows = {k: jnp.asarray(padded_chunk(np.asarray(v), start, size)) for k, v in arrays.items()}
         keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), index), num_draws)
         out = program(draws, keys, {**rows, **array_constants})
         keep = min(size, n - start)

@@ -192,6 +192,14 @@ def _mean_sd(values: jax.Array) -> tuple[jax.Array, jax.Array]:
     return mean, jnp.sqrt(total(values, mean) / values.shape[0])
 
 
+def padded_chunk(values: np.ndarray, start: int, size: int) -> np.ndarray:
+    """Rows ``start .. start + size`` of ``values``; past the end, rows from the start again, so
+    every chunk has the same shape (and the program compiles once)."""
+    if start + size <= len(values):
+        return values[start : start + size]
+    return np.take(values, np.arange(start, start + size), axis=0, mode="wrap")
+
+
 def _hashable(value: Any) -> bool:
     try:
         hash(value)
@@ -280,26 +288,18 @@ def predict(
     base_key = jax.random.PRNGKey(int(seed))
     parts: list[tuple[Any, ...]] = []
     for index, start in enumerate(range(0, n, size)):
-        stop = min(start + size, n)
-        positions = np.arange(start, start + size)
-        chunk = {
-            k: jnp.asarray(
-                np.take(v, positions, axis=0, mode="wrap") if stop - start < size else v[start:stop]
-            )
-            for k, v in host.items()
-        }
+        rows = {k: jnp.asarray(padded_chunk(v, start, size)) for k, v in host.items()}
         keys = jax.random.split(jax.random.fold_in(base_key, index), num_draws)
-        out = program(samples, keys, {**chunk, **consts})
-        parts.append(tuple(None if o is None else np.asarray(o) for o in out))
-        if stop - start < size:
-            keep = stop - start
-            mean, sd, q, d = parts[-1]
-            parts[-1] = (
-                mean[:keep],
-                sd[:keep],
-                None if q is None else q[:, :keep],
-                None if d is None else d[:, :keep],
+        mean, sd, q, d = program(samples, keys, {**rows, **consts})
+        keep = min(size, n - start)  # the padding of the last chunk is dropped
+        parts.append(
+            (
+                np.asarray(mean)[:keep],
+                np.asarray(sd)[:keep],
+                None if q is None else np.asarray(q)[:, :keep],
+                None if d is None else np.asarray(d)[:, :keep],
             )
+        )
 
     def join(i: int, axis: int) -> Any:
         pieces = [p[i] for p in parts]
