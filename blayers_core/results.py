@@ -6,7 +6,7 @@ them. The work is done in small modules: :mod:`blayers_core.predictive` (``predi
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,13 +141,21 @@ class FitResult:
             sites=sites,
         )
 
-    def to_arviz(self, *, seed: int = 0, **data: Any) -> Any:
+    def to_arviz(
+        self,
+        *,
+        seed: int = 0,
+        chunk_rows: int | None = None,
+        coords: Mapping[str, Any] | None = None,
+        dims: Mapping[str, list[str]] | None = None,
+        **data: Any,
+    ) -> Any:
         """An ArviZ ``InferenceData`` (ArviZ 0.x) or ``DataTree`` (1.x); see
         :func:`blayers_core.arviz_export.to_arviz`. Pass the training data (target included) to
         add ``observed_data``, ``log_likelihood`` and ``posterior_predictive`` for ``az.loo``."""
         from blayers_core.arviz_export import to_arviz
 
-        return to_arviz(self, seed=seed, **data)
+        return to_arviz(self, seed=seed, chunk_rows=chunk_rows, coords=coords, dims=dims, **data)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fit to one ``.npz`` file without pickle (draws, parameters, losses, component

@@ -132,3 +132,15 @@ def test_nuts_summary_has_diagnostics_that_agree_with_arviz():
     np.testing.assert_allclose(table["ess_bulk"].iloc[:D], ess, rtol=0.15)
     loo = az.loo(data)
     assert np.isfinite(loo["elpd"] if ARVIZ_1 else loo["elpd_loo"])
+
+
+def test_to_arviz_names_dimensions_and_does_not_depend_on_chunking():
+    result, x = hand_result("gaussian"), features(n=40)
+    y = np.zeros(40, dtype=np.float32)
+    named = result.to_arviz(
+        coords={"feature": ["a", "b", "c"], "unit": [0]}, dims={"mu/beta": ["feature", "unit"]}
+    )
+    assert list(np.asarray(named["posterior"]["mu.beta"].coords["feature"])) == ["a", "b", "c"]
+    whole = np.asarray(result.to_arviz(x=x, y=y)["log_likelihood"]["obs"])
+    chunked = np.asarray(result.to_arviz(x=x, y=y, chunk_rows=7)["log_likelihood"]["obs"])
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6)
