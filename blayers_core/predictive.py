@@ -159,16 +159,21 @@ def _chunk_program(
     return_draws: bool,
     static: tuple[tuple[str, Any], ...],
 ) -> Callable[..., Any]:
-    """One jitted program per (model, site, kind, levels, static constants); JAX caches by shape."""
+    """One jitted program per (model, site, kind, levels, static constants); JAX caches by shape.
+
+    On an accelerator the quantiles are computed on the device; on the CPU the draws come back and
+    NumPy computes them (selection instead of XLA's sort: about five times faster).
+    """
     one = _one_draw(model, site, kind, dict(static))
+    on_device = jax.default_backend() != "cpu"
 
     @jax.jit
     def chunk(samples: dict[str, jax.Array], keys: jax.Array, arrays: dict[str, jax.Array]) -> Any:
         values = jax.vmap(one, in_axes=(0, 0, None))(samples, keys, arrays)
         values = values.astype(jnp.result_type(float))
         mean, sd = _mean_sd(values)
-        q = jnp.quantile(values, jnp.asarray(levels), axis=0) if levels else None
-        return mean, sd, q, values if return_draws else None
+        q = jnp.quantile(values, jnp.asarray(levels), axis=0) if levels and on_device else None
+        return mean, sd, q, values if return_draws or (levels and not on_device) else None
 
     return chunk
 
@@ -291,6 +296,10 @@ def predict(
         rows = {k: jnp.asarray(padded_chunk(v, start, size)) for k, v in host.items()}
         keys = jax.random.split(jax.random.fold_in(base_key, index), num_draws)
         mean, sd, q, d = program(samples, keys, {**rows, **consts})
+        if levels and q is None:
+            values = np.asarray(d)
+            q = np.quantile(values, levels, axis=0).astype(values.dtype)
+            d = values if return_draws else None
         keep = min(size, n - start)  # the padding of the last chunk is dropped
         parts.append(
             (

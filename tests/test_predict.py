@@ -121,3 +121,21 @@ def test_kind_mean_of_a_categorical_link_is_the_class_probabilities():
     pred = result.predict(x=x, kind="mean", quantiles=())
     np.testing.assert_allclose(pred.mean, probs.mean(0), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(pred.mean.sum(1), 1.0, rtol=1e-5)
+
+
+def test_quantiles_computed_on_an_accelerator_equal_those_from_numpy(monkeypatch):
+    """On the CPU NumPy computes the quantiles; on a GPU the compiled program does."""
+    import jax
+
+    from blayers_core.predictive import _chunk_program
+
+    result, x = hand_result("gaussian"), features()
+    host = result.predict(x=x, kind="mean", quantiles=(0.1, 0.5, 0.9), chunk_rows=10)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    _chunk_program.cache_clear()
+    try:
+        device = result.predict(x=x, kind="mean", quantiles=(0.1, 0.5, 0.9), chunk_rows=10)
+    finally:
+        _chunk_program.cache_clear()
+    np.testing.assert_allclose(device.quantiles, host.quantiles, rtol=1e-6)
+    assert device.draws is None and host.draws is None
