@@ -25,12 +25,16 @@ from blayers_core.errors import (
     DataError,
     PluginError,
     PluginWarning,
+    ResultFileError,
 )
 from blayers_core.fit import fit
 from blayers_core.frames import DataEncoder, allow_population_codes, population_codes_allowed
 from blayers_core.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from blayers_core.mcmc import SamplingWarning
 from blayers_core.minibatch import BatchSchedule, multiply_scale, padded_rows
+from blayers_core.persistence import load
+from blayers_core.plots import plot_forest, plot_loss, plot_result
+from blayers_core.prior import sample_prior
 from blayers_core.protocols import (
     GuideFactory,
     Layer,
@@ -52,7 +56,7 @@ from blayers_core.registry import (
     optimizer,
     plugin_failures,
 )
-from blayers_core.results import FitResult, Predictions, Summary
+from blayers_core.results import FitResult, Predictions
 from blayers_core.runner import NonFiniteLossError, svi_run_batched
 from blayers_core.shapes import align_to_target, layer_input
 
@@ -82,9 +86,9 @@ __all__ = [
     "PluginWarning",
     "Predictions",
     "Registry",
+    "ResultFileError",
     "SamplingWarning",
     "SplitData",
-    "Summary",
     "align_to_target",
     "allow_population_codes",
     "check_data",
@@ -97,12 +101,17 @@ __all__ = [
     "layer_input",
     "layer",
     "link",
+    "load",
     "loss",
     "multiply_scale",
+    "plot_forest",
+    "plot_loss",
+    "plot_result",
     "optimizer",
     "padded_rows",
     "population_codes_allowed",
     "plugin_failures",
+    "sample_prior",
     "split_rows_and_constants",
     "svi_run_batched",
 ]

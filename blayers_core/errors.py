@@ -27,3 +27,7 @@ class PluginWarning(UserWarning):
 
 class DataError(ValueError):
     """An argument of ``fit``/``predict`` is unusable as data (wrong shape, dtype or values)."""
+
+
+class ResultFileError(ValueError):
+    """A saved result cannot be read: not a blayers file, corrupt, or of another format version."""

@@ -106,6 +106,21 @@ def _spec_key(kind: str, spec: Any, *extra: Any) -> Hashable:
     return (kind, "object", id(spec))
 
 
+def component_record(spec: Any, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """How a component was given: its registered name and config, or the object's type."""
+    if isinstance(spec, str):
+        return {"name": spec, "config": dict(config or {})}
+    kind = type(spec)
+    return {"name": None, "type": f"{kind.__module__}.{kind.__qualname__}"}
+
+
+def _learning_rate_config(lr: Any) -> dict[str, Any]:
+    if isinstance(lr, int | float) and not isinstance(lr, bool):
+        return {"learning_rate": float(lr)}
+    kind = type(lr)
+    return {"learning_rate": None, "learning_rate_type": f"{kind.__module__}.{kind.__qualname__}"}
+
+
 def _learning_rate_key(lr: Any) -> Hashable:
     try:
         hash(lr)
@@ -237,6 +252,11 @@ def fit(
     checked = dry_run(model, split.rows, split.constants, seed=seed)  # bad input raises here
     observed = checked.observed_sites
 
+    records = {
+        "loss": component_record(loss),
+        "guide": component_record(guide),
+        "optimizer": component_record(optimizer, _learning_rate_config(learning_rate)),
+    }
     sample_key, init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(seed), 3)
     prepared = prepare_data(split, schedule, seed)
     svi_key = (
@@ -298,6 +318,7 @@ def fit(
             interrupted=False,
             sample_key=sample_key,
             num_samples=int(num_samples),
+            components=records,
         )
         error.result = attrs.evolve(error.result, encoder=encoder)
         raise
@@ -325,6 +346,7 @@ def fit(
         interrupted=outcome.interrupted,
         sample_key=sample_key,
         num_samples=int(num_samples),
+        components=records,
     )
     return attrs.evolve(result, encoder=encoder)
 
@@ -360,6 +382,7 @@ def _result(
     interrupted: bool,
     sample_key: Array,
     num_samples: int,
+    components: dict[str, Any],
 ) -> FitResult:
     svi = program.svi
     params = svi.get_params(state)
@@ -380,4 +403,5 @@ def _result(
         state=state,
         steps_done=steps_done,
         interrupted=interrupted,
+        components=components,
     )

@@ -469,8 +469,16 @@ def _resolve_columns(
     return chosen
 
 
-def predict_from_data(result: FitResult, data: Any, unseen: Unseen, **kwargs: Any) -> Predictions:
-    """``result.predict(data=..., unseen=..., **kwargs)``: encode a frame, then predict.
+def predict_from_data(
+    result: FitResult,
+    data: Any,
+    unseen: Unseen,
+    options: Mapping[str, Any],
+    **kwargs: Any,
+) -> Predictions:
+    """``result.predict(data=..., unseen=..., **options, **kwargs)``: encode a frame, then predict.
+
+    ``options`` are ``predict``'s own arguments (``kind``, ``seed``, ...); ``kwargs`` the model's.
 
     A DataFrame is encoded with the result's encoder; arguments the model gives a default of
     ``None`` (the target, ``y=None``) are not read from it, so the link draws them. A mapping is
@@ -502,5 +510,5 @@ def predict_from_data(result: FitResult, data: Any, unseen: Unseen, **kwargs: An
         )
     if unseen == "population":
         with allow_population_codes():
-            return result.predict(**arrays, **kwargs)
-    return result.predict(**arrays, **kwargs)
+            return result.predict(**options, **arrays, **kwargs)
+    return result.predict(**options, **arrays, **kwargs)

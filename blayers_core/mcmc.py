@@ -99,6 +99,13 @@ def fit_nuts(
             raise ValueError(
                 f"{label} must be a {'non-negative' if label == 'num_warmup' else 'positive'} int, got {value!r}"
             )
+    sampler_config = {
+        "num_warmup": num_warmup,
+        "num_samples": num_samples,
+        "num_chains": num_chains,
+        "target_accept_prob": target_accept_prob,
+        "seed": seed,
+    }
     kernel = NUTS(model, target_accept_prob=target_accept_prob)
     mcmc = MCMC(
         kernel,
@@ -121,4 +128,6 @@ def fit_nuts(
         num_rows=split.num_rows,
         method="nuts",
         mcmc=mcmc,
+        num_chains=num_chains,
+        components={"sampler": {"name": "nuts", "config": sampler_config}},
     )

@@ -1,85 +1,28 @@
-"""What ``fit`` returns: fitted parameters, the loss history, posterior draws and ``predict``."""
+"""What ``fit`` returns: fitted parameters, the loss history, posterior draws, and what to do with
+them. The work is done in small modules: :mod:`blayers_core.predictive` (``predict``),
+:mod:`blayers_core.summary`, :mod:`blayers_core.arviz_export`, :mod:`blayers_core.plots` and
+:mod:`blayers_core.persistence` (``save``/``load``)."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import jax
-import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import Predictive
 
+from blayers_core import predictive
 from blayers_core._typing import Array, GuideFn, ModelFn
-from blayers_core.data import check_row_array
-from blayers_core.dry_run import dry_run
-from blayers_core.errors import DataError
 from blayers_core.frames import DataEncoder, Level, Unseen, predict_from_data
+from blayers_core.predictive import Predictions
+from blayers_core.summary import summarize
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-@attrs.frozen
-class Predictions:
-    """Posterior predictive draws of one observed site and their summaries.
-
-    Attributes:
-        site: the observed site's name (e.g. ``"obs"``).
-        mean: ``(n, ...)`` posterior predictive mean.
-        sd: ``(n, ...)`` posterior predictive standard deviation.
-        draws: ``(num_samples, n, ...)`` draws.
-    """
-
-    site: str
-    mean: Array
-    sd: Array
-    draws: Array = attrs.field(repr=False)
-
-    @property
-    def std(self) -> Array:
-        """Alias of :attr:`sd`, as in BLayers."""
-        return self.sd
-
-
-@attrs.frozen
-class SiteSummary:
-    """Posterior summary of one latent site, element by element (flattened)."""
-
-    site: str
-    shape: tuple[int, ...]
-    mean: np.ndarray
-    sd: np.ndarray
-    q_low: np.ndarray
-    q_high: np.ndarray
-
-
-@attrs.frozen
-class Summary:
-    """Posterior summaries of every latent site; ``str()`` gives a table."""
-
-    sites: tuple[SiteSummary, ...]
-    interval: float
-
-    def __getitem__(self, site: str) -> SiteSummary:
-        for s in self.sites:
-            if s.site == site:
-                return s
-        raise KeyError(f"no site {site!r}; sites: {[s.site for s in self.sites]}")
-
-    def __str__(self) -> str:
-        lo, hi = (1 - self.interval) / 2 * 100, (1 + self.interval) / 2 * 100
-        header = f"{'parameter':<28}{'mean':>10}{'sd':>10}{f'{lo:g}%':>10}{f'{hi:g}%':>10}"
-        lines = [header, "-" * len(header)]
-        for s in self.sites:
-            for i in range(s.mean.size):
-                label = s.site if s.mean.size == 1 else f"{s.site}[{_index(s.shape, i)}]"
-                lines.append(
-                    f"{label:<28}{s.mean[i]:>10.3f}{s.sd[i]:>10.3f}"
-                    f"{s.q_low[i]:>10.3f}{s.q_high[i]:>10.3f}"
-                )
-        return "\n".join(lines)
-
-
-def _index(shape: tuple[int, ...], flat: int) -> str:
-    return ",".join(str(int(i)) for i in np.unravel_index(flat, shape))
+__all__ = ["FitResult", "Predictions"]
 
 
 @attrs.frozen
@@ -99,7 +42,11 @@ class FitResult:
         steps_done: optimisation steps taken.
         interrupted: training was stopped early by Ctrl-C.
         method: ``"vi"`` or ``"nuts"``.
-        mcmc: the ``numpyro.infer.MCMC`` object of a NUTS fit.
+        mcmc: the ``numpyro.infer.MCMC`` object of a NUTS fit (``None`` once loaded from a file).
+        num_chains: chains laid one after the other in ``posterior_samples`` (1 for VI).
+        components: how the loss, guide, optimizer (or sampler) were given to ``fit``:
+            ``{"guide": {"name": "auto_normal", "config": {}}, ...}``; a component given as an
+            object is recorded as ``{"name": None, "type": "module.Class"}``.
         encoder: how the training DataFrame became arguments (``None`` when fitted on arrays).
     """
 
@@ -116,6 +63,12 @@ class FitResult:
     interrupted: bool = False
     method: str = "vi"
     mcmc: Any = attrs.field(repr=False, default=None)
+    num_chains: int = 1
+    components: dict[str, Any] = attrs.field(factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        return describe(self)
+
     encoder: DataEncoder | None = attrs.field(repr=False, default=None)
 
     @property
@@ -127,46 +80,65 @@ class FitResult:
     def predict(
         self,
         *,
+        kind: str = "response",
         site: str | None = None,
         num_samples: int | None = None,
         seed: int = 1,
+        interval: float | None = None,
+        quantiles: Sequence[float] | None = None,
+        return_draws: bool = False,
+        chunk_rows: int | None = None,
         data: Any = None,
         unseen: Unseen = "error",
         **new_data: Any,
     ) -> Predictions:
-        """Posterior predictive draws of an observed site for new (or training) data.
+        """Posterior predictive mean, sd and quantiles of an observed site for new rows.
 
         Leave the target out (the model's ``y=None`` default makes the link draw it). Constants
-        given to ``fit`` are passed again unless overridden. ``data=`` takes a DataFrame (encoded
-        as in training; see :mod:`blayers_core.frames`) or a mapping; ``unseen="population"``
-        predicts categorical levels not seen in training at the population level instead of
-        raising.
+        given to ``fit`` are passed again unless overridden.
+
+        Args:
+            kind: ``"response"`` summarises draws of the observation; ``"mean"`` its expected
+                value (the linear predictor through the inverse link).
+            site: the observed site; needed only when the model has several.
+            num_samples: use the first ``num_samples`` posterior draws (default: all).
+            seed: seeds the draws of the observation.
+            interval: central interval to report (quantiles ``(1 -+ interval) / 2``); default 0.9.
+            quantiles: explicit quantile levels instead of ``interval`` (``()`` for none).
+            return_draws: keep the ``(num_samples, n, ...)`` draws on the result.
+            chunk_rows: rows per compiled chunk (default: about 8M values per chunk).
+            data: a DataFrame (encoded as in training; see :mod:`blayers_core.frames`) or a
+                mapping of the model's arguments.
+            unseen: ``"error"`` (default) raises on a categorical level not seen in training;
+                ``"population"`` predicts such rows at the population level.
+            **new_data: the model's row arrays (and constants to override).
         """
         if data is not None or unseen != "error":  # a DataFrame, or the population policy
-            kwargs = {"site": site, "num_samples": num_samples, "seed": seed, **new_data}
-            return predict_from_data(self, data, unseen, **kwargs)
-        data = new_data
-        site = self._observed_site(site)
-        samples = self.posterior_samples
-        if num_samples is not None:
-            available = next(iter(samples.values())).shape[0]
-            if not 1 <= num_samples <= available:
-                raise ValueError(
-                    f"num_samples must be between 1 and {available} (the posterior draws kept "
-                    f"by fit), got {num_samples}"
-                )
-            samples = {k: v[:num_samples] for k, v in samples.items()}
-        arrays = {k: v for k, v in data.items() if hasattr(v, "shape") and np.ndim(v) >= 1}
-        lengths = {k: np.shape(v)[0] for k, v in arrays.items()}
-        if len(set(lengths.values())) > 1:
-            raise DataError(f"predict's array arguments have different numbers of rows: {lengths}")
-        for name, value in arrays.items():
-            check_row_array(name, value)
-        others = {k: v for k, v in data.items() if k not in arrays}
-        dry_run(self.model, arrays, {**self.constants, **others}, seed=seed)  # raises on bad input
-        predictive = Predictive(self.model, posterior_samples=samples, return_sites=[site])
-        draws = predictive(jax.random.PRNGKey(seed), **{**self.constants, **data})[site]
-        return Predictions(site=site, mean=jnp.mean(draws, 0), sd=jnp.std(draws, 0), draws=draws)
+            options = {
+                "kind": kind,
+                "site": site,
+                "num_samples": num_samples,
+                "seed": seed,
+                "interval": interval,
+                "quantiles": quantiles,
+                "return_draws": return_draws,
+                "chunk_rows": chunk_rows,
+            }
+            return predict_from_data(self, data, unseen, options, **new_data)
+        return predictive.predict(
+            self.model,
+            self.posterior_samples,
+            self.constants,
+            self._observed_site(site),
+            new_data,
+            kind=kind,
+            num_samples=num_samples,
+            seed=seed,
+            interval=interval,
+            quantiles=quantiles,
+            return_draws=return_draws,
+            chunk_rows=chunk_rows,
+        )
 
     def _observed_site(self, site: str | None) -> str:
         if site is None:
@@ -182,23 +154,72 @@ class FitResult:
             )
         return site
 
-    def summary(self, interval: float = 0.9) -> Summary:
-        """Posterior mean, sd and central ``interval`` of every latent site."""
-        if not 0 < interval < 1:
-            raise ValueError(f"interval must be in (0, 1), got {interval}")
-        lo, hi = (1 - interval) / 2, (1 + interval) / 2
-        rows = []
-        for name, draws in sorted(self.posterior_samples.items()):
-            arr = np.asarray(draws)
-            flat = arr.reshape(arr.shape[0], -1)
-            rows.append(
-                SiteSummary(
-                    site=name,
-                    shape=arr.shape[1:],
-                    mean=flat.mean(0),
-                    sd=flat.std(0),
-                    q_low=np.quantile(flat, lo, axis=0),
-                    q_high=np.quantile(flat, hi, axis=0),
-                )
-            )
-        return Summary(sites=tuple(rows), interval=interval)
+    def summary(self, interval: float = 0.9, *, sites: Iterable[str] | None = None) -> pd.DataFrame:
+        """Posterior mean, sd and central ``interval`` of every latent element, as a DataFrame.
+
+        The index is the parameter (``beta/beta[3]``); columns ``mean``, ``sd``, the interval
+        bounds (``5%``, ``95%``) and, for NUTS, ``r_hat``, ``ess_bulk`` and ``ess_tail``.
+        ``sites`` restricts the table to those sites.
+        """
+        return summarize(
+            self.posterior_samples,
+            interval=interval,
+            num_chains=self.num_chains,
+            diagnostics=self.method == "nuts",
+            sites=sites,
+        )
+
+    def to_arviz(
+        self,
+        *,
+        seed: int = 0,
+        chunk_rows: int | None = None,
+        coords: Mapping[str, Any] | None = None,
+        dims: Mapping[str, list[str]] | None = None,
+        **data: Any,
+    ) -> Any:
+        """An ArviZ ``InferenceData`` (ArviZ 0.x) or ``DataTree`` (1.x); see
+        :func:`blayers_core.arviz_export.to_arviz`. Pass the training data (target included) to
+        add ``observed_data``, ``log_likelihood`` and ``posterior_predictive`` for ``az.loo``."""
+        from blayers_core.arviz_export import to_arviz
+
+        return to_arviz(self, seed=seed, chunk_rows=chunk_rows, coords=coords, dims=dims, **data)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fit to one ``.npz`` file without pickle (draws, parameters, losses, component
+        names and configs, constants); read it back with :func:`blayers_core.load`."""
+        from blayers_core.persistence import save
+
+        return save(self, path)
+
+    def plot(self, path: str | os.PathLike[str] | None = None, **options: Any) -> Any:
+        """The loss curve and a forest plot in one figure, written to ``path`` when given; see
+        :func:`blayers_core.plots.plot_result` for ``sites=``, ``labels=``, ``interval=``."""
+        from blayers_core.plots import plot_result
+
+        return plot_result(self, path, **options)
+
+
+def describe(result: FitResult) -> str:
+    """A few lines on a fit: method, rows, steps, final loss and the sites with their shapes."""
+    num_draws = (
+        len(next(iter(result.posterior_samples.values()))) if result.posterior_samples else 0
+    )
+    head = f"FitResult(method={result.method!r}, rows={result.num_rows}"
+    if result.method == "vi":
+        head += f", steps={result.steps_done}"
+        if len(result.losses):
+            tail = np.asarray(result.losses[-min(100, len(result.losses)) :], dtype=float)
+            head += f", final loss={float(np.mean(tail)):.4g}"
+    else:
+        head += f", chains={result.num_chains}"
+    head += f", draws={num_draws // max(result.num_chains, 1)}"
+    if result.interrupted:
+        head += ", interrupted"
+    lines = [head + ")"]
+    sites = ", ".join(
+        f"{k} {tuple(np.shape(v)[1:])}" for k, v in sorted(result.posterior_samples.items())
+    )
+    lines.append(f"  latent: {sites or 'none'}")
+    lines.append(f"  observed: {', '.join(result.observed_sites) or 'none'}")
+    return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpyro import handlers
 from numpyro.infer.util import log_density
@@ -39,3 +41,52 @@ def run_with(fn, *, data=None, seed: int = 0):
     if data:
         fn = _handlers.substitute(fn, data=data)
     return fn()
+
+
+def site_summary(result, site: str, column: str = "mean") -> np.ndarray:
+    """One column of ``result.summary()`` for the elements of ``site``, flattened in C order."""
+    table = result.summary(sites=[site])
+    assert len(table) == np.prod(np.shape(result.posterior_samples[site])[1:], dtype=int)
+    return table[column].to_numpy()
+
+
+# ----------------------------------------------------------------------------- fitted results
+S, N, D = 200, 37, 3
+
+
+def linear_model(link_name: str):
+    """``y ~ link(x @ beta)`` with ``beta ~ Normal(0, 1)`` at site ``mu/beta``, by name."""
+    from blayers_core import layer, link
+
+    linear, likelihood = layer("fixed_prior"), link(link_name)
+
+    def model(x, y=None):
+        return likelihood(linear("mu", x), y)
+
+    return model
+
+
+@functools.cache
+def hand_result(link_name: str, seed: int = 0):
+    """A FitResult of :func:`linear_model` with hand-made posterior draws (``S`` of them) of
+    ``mu/beta`` (and ``obs/sigma`` for the gaussian link), so expected values follow by hand."""
+    from blayers_core import FitResult
+
+    rng = np.random.default_rng(seed)
+    samples = {"mu/beta": (0.3 * rng.normal(size=(S, D, 1)) + 0.5).astype(np.float32)}
+    if link_name == "gaussian":
+        samples["obs/sigma"] = rng.uniform(0.5, 1.5, size=S).astype(np.float32)
+    return FitResult(
+        model=linear_model(link_name),
+        guide=None,
+        params={},
+        losses=np.zeros(0),
+        posterior_samples=samples,
+        observed_sites=("obs",),
+        constants={},
+        num_rows=N,
+    )
+
+
+def features(n: int = N, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, D)).astype(np.float32)

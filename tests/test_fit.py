@@ -9,6 +9,7 @@ import numpy as np
 import numpyro
 import optax
 import pytest
+from helpers import site_summary
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoNormal
 
@@ -47,12 +48,13 @@ def test_fit_recovers_known_coefficients(batch_size) -> None:
     summary = result.summary()
     # With 590 rows the posterior mean is close to least squares, an independent estimate.
     least_squares = np.linalg.lstsq(x, y, rcond=None)[0]
-    beta = summary["mu/beta"]
-    assert beta.shape == (3, 1)
-    np.testing.assert_allclose(beta.mean, least_squares, atol=0.02)
-    assert (np.abs(beta.mean - least_squares) < 3 * beta.sd).all()
-    np.testing.assert_allclose(beta.mean, TRUE_BETA, atol=0.06)
-    np.testing.assert_allclose(summary["obs/sigma"].mean, TRUE_SIGMA, atol=0.03)
+    assert result.posterior_samples["mu/beta"].shape[1:] == (3, 1)
+    beta = summary.loc[["mu/beta[0]", "mu/beta[1]", "mu/beta[2]"]]
+    np.testing.assert_allclose(beta["mean"], least_squares, atol=0.02)
+    assert (np.abs(beta["mean"] - least_squares) < 3 * beta["sd"]).all()
+    np.testing.assert_allclose(beta["mean"], TRUE_BETA, atol=0.06)
+    assert (beta["5%"] < beta["mean"]).all() and (beta["mean"] < beta["95%"]).all()
+    np.testing.assert_allclose(site_summary(result, "obs/sigma"), TRUE_SIGMA, atol=0.03)
     assert result.losses.shape == (steps,) and np.isfinite(result.losses).all()
 
 
@@ -61,7 +63,7 @@ def test_predict_on_new_data_follows_the_fitted_line() -> None:
     x, y = simulate(400)
     result = fit(model, x=x, y=y, num_steps=1500, lr=0.02, progress_bar=False, num_samples=300)
     x_new, _ = simulate(7, seed=1)
-    predictions = result.predict(x=x_new)
+    predictions = result.predict(x=x_new, return_draws=True)
     assert predictions.site == "obs"
     assert predictions.mean.shape == (7,) and predictions.draws.shape == (300, 7)
     np.testing.assert_allclose(predictions.mean, x_new @ TRUE_BETA, atol=0.15)

@@ -13,7 +13,7 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 import pytest
-from helpers import assert_same_log_joint, trace
+from helpers import assert_same_log_joint, site_summary, trace
 from helpers import positive as _positive
 from helpers import real as _real
 from helpers import run_with as _run
@@ -615,9 +615,8 @@ def test_fit_recovers_group_means_and_scale_of_random_effects():
     empirical = np.array([y[g == k].mean() for k in range(groups)])
     np.testing.assert_allclose(means, empirical, atol=0.08)  # little shrinkage at this scale
     np.testing.assert_allclose(means, 0.5 + effects, atol=0.35)
-    summary = result.summary()
-    assert 0.6 < float(summary["re/scale"].mean[0]) < 1.6
-    np.testing.assert_allclose(summary["obs/sigma"].mean, noise, atol=0.08)
+    assert 0.6 < float(site_summary(result, "re/scale")[0]) < 1.6
+    np.testing.assert_allclose(site_summary(result, "obs/sigma"), noise, atol=0.08)
 
 
 @pytest.mark.slow
@@ -679,12 +678,12 @@ def test_fit_recovers_a_random_walk_path_and_the_autocorrelation_of_an_ar1_serie
         link_ar(ar1("ar", t_ar), y_ar)
 
     result = _fit(model, t_rw=t_rw, t_ar=t_ar, y_rw=y_rw, y_ar=y_ar)
-    draws, summary = result.posterior_samples, result.summary()
+    draws = result.posterior_samples
 
     walk_hat = np.cumsum(np.asarray(draws["rw/increments"]), axis=1).mean(0)[:, 0]
     np.testing.assert_allclose(walk_hat, path, atol=0.35)
     assert np.corrcoef(walk_hat, path)[0, 1] > 0.95
-    assert 0.15 < float(summary["rw/scale"].mean[0]) < 0.5
+    assert 0.15 < float(site_summary(result, "rw/scale")[0]) < 0.5
 
     rho_draws = 2.0 * np.asarray(draws["ar/rho_raw"]) - 1.0
     # Independent estimate: least squares of theta_t on theta_{t-1} for the simulated path.
@@ -692,7 +691,7 @@ def test_fit_recovers_a_random_walk_path_and_the_autocorrelation_of_an_ar1_serie
     np.testing.assert_allclose(rho_draws.mean(), rho_ls, atol=0.06)
     assert 0.65 < rho_draws.mean() < 0.95
     assert np.quantile(rho_draws, 0.05) > 0.5  # clearly positive
-    np.testing.assert_allclose(summary["ar/sigma"].mean, sigma, atol=0.15)
-    assert np.corrcoef(summary["ar/theta"].mean, theta)[0, 1] > 0.9
-    np.testing.assert_allclose(summary["y_rw/sigma"].mean, noise, atol=0.06)
-    np.testing.assert_allclose(summary["y_ar/sigma"].mean, noise, atol=0.06)
+    np.testing.assert_allclose(site_summary(result, "ar/sigma"), sigma, atol=0.15)
+    assert np.corrcoef(site_summary(result, "ar/theta"), theta)[0, 1] > 0.9
+    np.testing.assert_allclose(site_summary(result, "y_rw/sigma"), noise, atol=0.06)
+    np.testing.assert_allclose(site_summary(result, "y_ar/sigma"), noise, atol=0.06)

@@ -1,0 +1,272 @@
+"""``FitResult.save(path)`` and ``load(path)``: a fit as one ``.npz`` file, without pickle.
+
+The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays, each with a CRC) read with
+``allow_pickle=False``. It holds:
+
+* the posterior draws, the variational parameters (VI) and the loss history, as arrays;
+* array constants given to ``fit``, as arrays; other constants (numbers, strings, ``None`` and
+  tuples of them) in the metadata;
+* ``meta.json``: the format version, the blayers version, the method, how the loss, guide and
+  optimizer (or sampler) were given (registered name and config, or the type of an object), the
+  observed sites, the number of rows and chains, the data encoder when the result has one, and
+  the model's import reference ``module:qualname`` when it has one.
+
+No code is stored. ``load`` imports the model from its reference (or takes ``model=``) and looks
+every named component up in the plugin registry, so a missing plugin is reported by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import zipfile
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import jax.numpy as jnp
+import numpy as np
+
+from blayers_core._typing import ModelFn
+from blayers_core.errors import ComponentNotFoundError, ResultFileError
+
+if TYPE_CHECKING:
+    from blayers_core.results import FitResult
+
+FORMAT = "blayers.fit_result"
+FORMAT_VERSION = 1
+META_KEY = "meta_json"
+_SCALARS = (type(None), bool, int, float, str)
+
+
+def model_reference(model: ModelFn) -> str | None:
+    """``module:qualname`` of a model importable by that name, else ``None`` (``__main__``,
+    lambdas, functions defined inside functions)."""
+    module, qualname = getattr(model, "__module__", None), getattr(model, "__qualname__", None)
+    if not module or not qualname or module == "__main__" or "<" in qualname:
+        return None
+    try:
+        return f"{module}:{qualname}" if import_reference(f"{module}:{qualname}") is model else None
+    except (ImportError, AttributeError):
+        return None
+
+
+def import_reference(reference: str) -> Any:
+    """The object named by ``module:qualname``."""
+    module, _, qualname = reference.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _json_constant(name: str, value: Any) -> Any:
+    if isinstance(value, _SCALARS) or isinstance(value, np.integer | np.floating | np.bool_):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, tuple | list) and all(isinstance(v, _SCALARS) for v in value):
+        return {"tuple" if isinstance(value, tuple) else "list": list(value)}
+    raise TypeError(
+        f"constant {name!r} ({type(value).__name__}) cannot be saved without pickle: constants "
+        "must be arrays, numbers, strings, None, or tuples/lists of those"
+    )
+
+
+def _from_json_constant(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(value["tuple"]) if "tuple" in value else list(value["list"])
+    return value
+
+
+def _to_array(label: str, value: Any) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        raise TypeError(f"{label} is not a numeric array and cannot be saved without pickle")
+    return arr
+
+
+def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
+    """Write ``result`` to ``path`` (``.npz`` is appended when missing); returns the path."""
+    from blayers_core import __version__
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    arrays: dict[str, np.ndarray] = {"losses": np.asarray(result.losses)}
+    index: dict[str, dict[str, str]] = {"posterior": {}, "params": {}, "constants": {}}
+    for group, values in (("posterior", result.posterior_samples), ("params", result.params)):
+        for i, (name, value) in enumerate(sorted(values.items())):
+            key = f"{group}_{i}"
+            arrays[key] = _to_array(f"{group} entry {name!r}", value)
+            index[group][name] = key
+    constant_values: dict[str, Any] = {}
+    for i, (name, value) in enumerate(sorted(result.constants.items())):
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            key = f"constant_{i}"
+            arrays[key] = _to_array(f"constant {name!r}", value)
+            index["constants"][name] = key
+        else:
+            constant_values[name] = _json_constant(name, value)
+    encoder = getattr(result, "encoder", None)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "blayers_version": __version__,
+        "method": result.method,
+        "components": result.components,
+        "observed_sites": list(result.observed_sites),
+        "num_rows": int(result.num_rows),
+        "num_chains": int(result.num_chains),
+        "steps_done": int(result.steps_done),
+        "interrupted": bool(result.interrupted),
+        "model": model_reference(result.model),
+        "arrays": index,
+        "constant_values": constant_values,
+        "encoder": None if encoder is None else encoder.to_json_dict(),
+    }
+    text = json.dumps(meta, indent=1, sort_keys=True)
+    arrays[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+    os.replace(partial, path)
+    return path
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if not path.exists():
+        raise FileNotFoundError(f"no saved result at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as error:
+        raise ResultFileError(
+            f"{path} is not a readable blayers result (corrupt or not written by "
+            f"FitResult.save): {error}"
+        ) from error
+    if META_KEY not in arrays:
+        raise ResultFileError(
+            f"{path} has no blayers metadata: it was not written by FitResult.save"
+        )
+    try:
+        meta = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ResultFileError(f"{path}: the metadata is corrupt ({error})") from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ResultFileError(f"{path} was not written by FitResult.save")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ResultFileError(
+            f"{path} has format version {version!r} (written by blayers "
+            f"{meta.get('blayers_version')}); this blayers reads format version {FORMAT_VERSION}. "
+            "Load it with the blayers version that wrote it"
+        )
+    return meta, arrays
+
+
+def _check_components(path: Path, components: dict[str, Any], model: ModelFn) -> Any:
+    """Look every named component up in the registry; rebuild a named guide."""
+    from blayers_core.registry import get_registry
+
+    registry = get_registry()
+    guide = None
+    for kind in ("loss", "guide", "optimizer"):
+        name = (components.get(kind) or {}).get("name")
+        if name is None:
+            continue
+        try:
+            registry.get(kind, name)
+        except ComponentNotFoundError as error:
+            raise ComponentNotFoundError(
+                f"{path} was fitted with {kind} {name!r}, which no installed plugin provides: "
+                f"install the plugin that registers it. {error}"
+            ) from error
+        if kind == "guide":
+            guide = registry.build("guide", name, model, **components[kind].get("config", {}))
+    return guide
+
+
+def _model(path: Path, meta: dict[str, Any], model: ModelFn | None) -> ModelFn:
+    if model is not None:
+        if not callable(model):
+            raise TypeError(f"model must be the model function, got {type(model).__name__}")
+        return model
+    reference = meta.get("model")
+    if reference is None:
+        raise ValueError(
+            f"{path}: the model was not importable by name when saved (defined in __main__, "
+            "inside a function, or a lambda); pass it: load(path, model=model)"
+        )
+    try:
+        return import_reference(reference)  # type: ignore[no-any-return]
+    except (ImportError, AttributeError) as error:
+        raise ImportError(
+            f"{path}: cannot import the model {reference!r} ({error}); make it importable or "
+            "pass it: load(path, model=model)"
+        ) from error
+
+
+def _encoder(path: Path, data: Any) -> Any:
+    try:
+        frames = importlib.import_module("blayers_core.frames")
+    except ImportError as error:
+        raise ResultFileError(
+            f"{path} holds a data encoder, which this blayers cannot read (no blayers_core.frames)"
+        ) from error
+    return frames.DataEncoder.from_json_dict(data)
+
+
+def load(path: str | os.PathLike[str], model: ModelFn | None = None) -> FitResult:
+    """Read a result written by :meth:`FitResult.save`.
+
+    Args:
+        path: the file.
+        model: the model function; default: imported by the ``module:qualname`` saved with it.
+
+    The loaded result predicts exactly as the saved one did (same draws, same constants). It has
+    no optimizer state or ``MCMC`` object, so training cannot be continued from it.
+
+    Raises:
+        ResultFileError: not a blayers result, corrupt, or of another format version.
+        ComponentNotFoundError: the fit used a component by name that no installed plugin provides.
+        ValueError / ImportError: the model cannot be found; pass ``model=``.
+    """
+    from blayers_core.results import FitResult
+
+    path = Path(path)
+    meta, arrays = _read(path)
+    index = meta["arrays"]
+    try:
+        posterior = {name: jnp.asarray(arrays[key]) for name, key in index["posterior"].items()}
+        params = {name: arrays[key] for name, key in index["params"].items()}
+        constants = {name: arrays[key] for name, key in index["constants"].items()}
+        losses = arrays["losses"]
+    except KeyError as error:
+        raise ResultFileError(f"{path} is incomplete: array {error} is missing") from error
+    constants.update({k: _from_json_constant(v) for k, v in meta["constant_values"].items()})
+    fn = _model(path, meta, model)
+    components = meta.get("components") or {}
+    guide = _check_components(path, components, fn)
+    extra: dict[str, Any] = {}
+    if meta.get("encoder") is not None:
+        if "encoder" not in attrs.fields_dict(FitResult):
+            raise ResultFileError(f"{path} holds a data encoder, which this blayers cannot use")
+        extra["encoder"] = _encoder(path, meta["encoder"])
+    return FitResult(
+        model=fn,
+        guide=guide,
+        params=params,
+        losses=losses,
+        posterior_samples=posterior,
+        observed_sites=tuple(meta["observed_sites"]),
+        constants=constants,
+        num_rows=int(meta["num_rows"]),
+        steps_done=int(meta["steps_done"]),
+        interrupted=bool(meta["interrupted"]),
+        method=str(meta["method"]),
+        num_chains=int(meta["num_chains"]),
+        components=components,
+        **extra,
+    )
