@@ -214,8 +214,8 @@ def test_prediction_from_a_frame_matches_arrays_and_draws_the_target(fitted) -> 
     _, result = fitted
     new = simulate(9, seed=5)
     df_new = as_pandas(new)  # holds a target column: not read, since the model has y=None
-    from_frame = result.predict(data=df_new, seed=7)
-    from_arrays = result.predict(x=new["x"], g=new["g"], seed=7)
+    from_frame = result.predict(data=df_new, seed=7, return_draws=True)
+    from_arrays = result.predict(x=new["x"], g=new["g"], seed=7, return_draws=True)
     np.testing.assert_array_equal(from_frame.draws, from_arrays.draws)
     assert np.all(np.asarray(from_frame.sd) > 0)
 
@@ -229,8 +229,8 @@ def test_unseen_level_at_the_population_level_drops_the_group_effect(fitted) -> 
     with pytest.raises(DataError, match=r"column 'group' has 1 level not seen.*'new'"):
         result.predict(data=unseen)
     assert not population_codes_allowed()
-    population = result.predict(data=unseen, unseen="population", seed=11)
-    known = result.predict(data=seen, seed=11)
+    population = result.predict(data=unseen, unseen="population", seed=11, return_draws=True)
+    known = result.predict(data=seen, seed=11, return_draws=True)
     assert not population_codes_allowed()
     # Same seed and shapes give the same noise, so the draws differ exactly by the group effect
     # of each draw: theta[s, g] for the four rows whose level is unseen, nothing for the others.
@@ -240,7 +240,7 @@ def test_unseen_level_at_the_population_level_drops_the_group_effect(fitted) -> 
     np.testing.assert_allclose(np.asarray(population.draws), expected, rtol=1e-5, atol=1e-5)
     # arrays of codes with -1 follow the same policy
     codes = np.where(np.arange(8) < 4, POPULATION_CODE, new["g"]).astype(np.int32)
-    from_arrays = result.predict(x=new["x"], g=codes, unseen="population", seed=11)
+    from_arrays = result.predict(x=new["x"], g=codes, unseen="population", seed=11, return_draws=True)
     np.testing.assert_array_equal(np.asarray(from_arrays.draws), np.asarray(population.draws))
     with pytest.raises(ValueError, match="outside their range"):
         result.predict(x=new["x"], g=codes, seed=11)
