@@ -27,6 +27,7 @@ from blayers_core._typing import ModelFn
 from blayers_core.checks import CheckCollector, collecting_checks
 from blayers_core.compile_once import jit_once
 from blayers_core.frames import population_codes_allowed
+from blayers_core.program import data_signature, static_key
 
 #: Rows per chunk; bounded so the check's memory stays small for millions of rows. Every chunk has
 #: this many rows (the last is topped up with rows from the start), so the program compiles for
@@ -59,28 +60,11 @@ def _is_array(value: Any) -> bool:
     return isinstance(value, np.ndarray | jax.Array)
 
 
-def _signature(arrays: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...], str], ...]:
-    return tuple(
-        sorted((k, tuple(np.shape(v)), str(np.asarray(v).dtype)) for k, v in arrays.items())
-    )
-
-
-def _static_key(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    items: list[tuple[str, Any]] = []
-    for name, value in sorted(values.items()):
-        try:
-            hash(value)
-            items.append((name, value))
-        except TypeError:
-            items.append((name, ("id", id(value))))
-    return tuple(items)
-
-
 def _compiled(
     model: ModelFn, arrays: Mapping[str, Any], static: Mapping[str, Any]
 ) -> _CompiledDryRun:
     # Layers read the population-code flag when traced, so it is part of what was compiled.
-    key = (model, _signature(arrays), _static_key(static), population_codes_allowed())
+    key = (model, data_signature(arrays), static_key(static), population_codes_allowed())
     cached = _COMPILED.get(key)
     if cached is not None:
         _COMPILED.move_to_end(key)

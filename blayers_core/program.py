@@ -184,9 +184,10 @@ class TrainingProgram:
 
 
 def data_signature(arrays: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...], str], ...]:
-    """Names, shapes and dtypes: what a compiled program depends on, not the values."""
+    """Names, shapes and dtypes (as JAX will see them; no copy is made): what a compiled program
+    depends on, not the values."""
     return tuple(
-        sorted((k, tuple(np.shape(v)), str(jnp.asarray(v).dtype)) for k, v in arrays.items())
+        sorted((k, tuple(np.shape(v)), str(jnp.result_type(v))) for k, v in arrays.items())
     )
 
 

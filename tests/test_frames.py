@@ -240,7 +240,9 @@ def test_unseen_level_at_the_population_level_drops_the_group_effect(fitted) -> 
     np.testing.assert_allclose(np.asarray(population.draws), expected, rtol=1e-5, atol=1e-5)
     # arrays of codes with -1 follow the same policy
     codes = np.where(np.arange(8) < 4, POPULATION_CODE, new["g"]).astype(np.int32)
-    from_arrays = result.predict(x=new["x"], g=codes, unseen="population", seed=11, return_draws=True)
+    from_arrays = result.predict(
+        x=new["x"], g=codes, unseen="population", seed=11, return_draws=True
+    )
     np.testing.assert_array_equal(np.asarray(from_arrays.draws), np.asarray(population.draws))
     with pytest.raises(ValueError, match="outside their range"):
         result.predict(x=new["x"], g=codes, seed=11)
