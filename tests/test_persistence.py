@@ -131,24 +131,23 @@ def test_a_constant_that_needs_pickle_is_refused_on_save(tmp_path):
         result.save(tmp_path / "x.npz")
 
 
-def test_a_data_encoder_is_saved_through_its_json_form(tmp_path):
-    @attrs.frozen
-    class Encoder:
-        levels: tuple[str, ...]
+def test_a_data_encoder_is_saved_through_its_json_form_and_loaded_back(tmp_path):
+    import pandas as pd
 
-        def to_json_dict(self):
-            return {"levels": list(self.levels)}
+    from blayers_core import DataEncoder
 
-    @attrs.frozen(repr=False)
-    class EncodedResult(FitResult):
-        encoder: Encoder | None = None
-
-    base = hand_result("gaussian")
-    result = EncodedResult(**attrs.asdict(base, recurse=False), encoder=Encoder(("a", "b")))
+    frame = pd.DataFrame(
+        {"x1": [0.5, 1.0, -1.0], "x2": [1.0, 2.0, 3.0], "g": pd.Categorical(["b", "a", "b"])}
+    )
+    encoder = DataEncoder.from_frame(frame, {"x": ["x1", "x2"], "g": "g"})
+    result = attrs.evolve(hand_result("gaussian"), encoder=encoder)
     path = result.save(tmp_path / "encoded.npz")
     with np.load(path) as archive:
         meta = json.loads(archive[META_KEY].tobytes())
-    assert meta["encoder"] == {"levels": ["a", "b"]}
+    assert meta["encoder"] == json.loads(json.dumps(encoder.to_json_dict()))
+    loaded = load(path, model=result.model)
+    assert loaded.encoder == encoder
+    assert loaded.levels == {"g": ("a", "b")}
 
 
 @pytest.mark.slow
