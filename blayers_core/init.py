@@ -12,10 +12,12 @@ always the state ``svi.init`` would give.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 import jax
+from numpyro.distributions import Distribution
 from numpyro.infer import autoguide
 from numpyro.infer.svi import SVIState
 
@@ -65,22 +67,43 @@ def _contains_tracer(tree: Any) -> bool:
     return bool(_collect_tracers(tree))
 
 
+def _canonical(key: Any) -> tuple[str, str]:
+    return type(key).__name__, repr(key)
+
+
 def _map_tracers(obj: Any, fn: Any) -> Any:
     """``obj`` with every tracer ``t`` replaced by ``fn(t)``, in a fixed traversal order.
 
-    Dicts keep their key order (``jax.tree_util`` would sort plain dicts, and an autoguide's
-    latent layout follows the order of its sites); lists and tuples keep theirs; other pytrees
-    (NumPyro distributions) are mapped leaf by leaf; anything else is kept as it is.
+    Dicts are visited in a canonical key order but keep their own key order (``jax.tree_util``
+    would sort plain dicts, and an autoguide's latent layout follows the order of its sites);
+    lists and tuples keep theirs; NumPyro distributions are visited attribute by attribute, in
+    name order, and copied; other pytrees are mapped leaf by leaf; anything else is kept as it is.
     """
     if _is_tracer(obj):
         return fn(obj)
     if isinstance(obj, dict):
-        mapped = {k: _map_tracers(v, fn) for k, v in obj.items()}
+        # Visit entries in a canonical order, so that the compiled program's outputs come in the
+        # same order in every process (NumPyro fills some dicts by iterating over sets, whose
+        # order follows the string-hash seed), and rebuild the dict in its own order.
+        visited = {k: _map_tracers(obj[k], fn) for k in sorted(obj, key=_canonical)}
+        mapped = {k: visited[k] for k in obj}
         if type(obj) is dict:
             return mapped
-        copy = type(obj)()
-        copy.update(mapped)
-        return copy
+        rebuilt = type(obj)()
+        rebuilt.update(mapped)
+        return rebuilt
+    if isinstance(obj, Distribution):
+        # A NumPyro distribution flattens its parameters in an order that follows set iteration
+        # (so the string-hash seed); visit its attributes by name instead.
+        attributes = vars(obj)
+        visited = {k: _map_tracers(attributes[k], fn) for k in sorted(attributes)}
+        if all(visited[k] is attributes[k] for k in attributes):
+            return obj
+        clone = copy.copy(obj)
+        for name, value in visited.items():
+            if value is not attributes[name]:
+                setattr(clone, name, value)
+        return clone
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
         return type(obj)(*(_map_tracers(v, fn) for v in obj))
     if isinstance(obj, list | tuple):
