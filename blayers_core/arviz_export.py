@@ -25,9 +25,10 @@ import numpy as np
 from numpyro import handlers
 
 from blayers_core._typing import ModelFn
+from blayers_core.data import padded_chunk
 from blayers_core.dry_run import dry_run
 from blayers_core.errors import DataError
-from blayers_core.predictive import CHUNK_ELEMENTS, check_prediction_rows, padded_chunk
+from blayers_core.predictive import CHUNK_ELEMENTS, check_prediction_rows
 
 if TYPE_CHECKING:
     from blayers_core.results import FitResult

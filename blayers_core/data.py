@@ -85,3 +85,11 @@ def check_row_array(name: str, value: Any) -> None:
 def to_device(rows: Mapping[str, Any]) -> dict[str, jax.Array]:
     """Put every row array on the default device once."""
     return {k: jnp.asarray(v) for k, v in rows.items()}
+
+
+def padded_chunk(values: np.ndarray, start: int, size: int) -> np.ndarray:
+    """Rows ``start .. start + size`` of ``values``; past the end, rows from the start again, so
+    every chunk has the same shape (and the program compiles once)."""
+    if start + size <= len(values):
+        return values[start : start + size]
+    return np.take(values, np.arange(start, start + size), axis=0, mode="wrap")

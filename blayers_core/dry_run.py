@@ -26,6 +26,7 @@ from numpyro import handlers
 from blayers_core._typing import ModelFn
 from blayers_core.checks import CheckCollector, collecting_checks
 from blayers_core.compile_once import jit_once
+from blayers_core.data import padded_chunk
 from blayers_core.frames import population_codes_allowed
 from blayers_core.program import data_signature, static_key
 
@@ -49,8 +50,8 @@ class DryRunResult:
 @attrs.define
 class _CompiledDryRun:
     run: Callable[..., Any]
+    traced: list[DryRunResult]  # what tracing ``run`` found (filled on its first call)
     checks: CheckCollector = attrs.field(factory=CheckCollector)
-    sites: DryRunResult | None = None
 
 
 _COMPILED: OrderedDict[Hashable, _CompiledDryRun] = OrderedDict()
@@ -70,22 +71,24 @@ def _compiled(
         _COMPILED.move_to_end(key)
         return cached
     static = dict(static)
-    entry = _CompiledDryRun(run=lambda arrays, rng_key: None)
+    traced: list[DryRunResult] = []
 
     def run(arrays: dict[str, Any], rng_key: Any) -> None:
         model_trace = handlers.trace(handlers.seed(model, rng_seed=rng_key)).get_trace(
             **arrays, **static
         )
-        entry.sites = DryRunResult(
-            tuple(
-                name
-                for name, site in model_trace.items()
-                if site["type"] == "sample" and site["is_observed"] and not name.startswith("_")
-            ),
-            tuple(n for n, site in model_trace.items() if site["type"] == "deterministic"),
+        traced.append(
+            DryRunResult(
+                tuple(
+                    name
+                    for name, site in model_trace.items()
+                    if site["type"] == "sample" and site["is_observed"] and not name.startswith("_")
+                ),
+                tuple(n for n, site in model_trace.items() if site["type"] == "deterministic"),
+            )
         )
 
-    entry.run = jit_once(run)
+    entry = _CompiledDryRun(run=jit_once(run), traced=traced)
     _COMPILED[key] = entry
     while len(_COMPILED) > DRY_RUN_CACHE_SIZE:
         _COMPILED.popitem(last=False)
@@ -120,10 +123,7 @@ def dry_run(
         if num_rows <= chunk_rows:
             chunk = dict(rows)
         else:
-            positions = np.arange(start, start + chunk_rows)
-            chunk = {
-                k: np.take(np.asarray(v), positions, axis=0, mode="wrap") for k, v in rows.items()
-            }
+            chunk = {k: padded_chunk(np.asarray(v), start, chunk_rows) for k, v in rows.items()}
         arrays = {**chunk, **array_constants}
         compiled = _compiled(model, arrays, static)
         compiled.checks.error = None
@@ -138,5 +138,5 @@ def dry_run(
                     f"from row {start} of the data)"
                 )
             raise error
-    assert compiled is not None and compiled.sites is not None
-    return compiled.sites
+    assert compiled is not None and compiled.traced
+    return compiled.traced[-1]

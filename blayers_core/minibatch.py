@@ -135,6 +135,16 @@ class BatchSchedule:
         a, c = jax.vmap(lambda e: self.epoch_permutation(e, key))(epochs)
         return EpochTable(jnp.asarray(first_epoch, dtype=jnp.int32), a, c)
 
+    def chunk_permutations(
+        self, first_step: Array | int, num_steps: int, key: Array
+    ) -> EpochTable | None:
+        """The permutations of every epoch that steps ``first_step .. first_step + num_steps - 1``
+        can reach (``None`` when epochs are not shuffled)."""
+        if not self.shuffles_blocks:
+            return None
+        reach = (num_steps - 1) // self.steps_per_epoch + 2
+        return self.epoch_permutations(first_step // self.steps_per_epoch, reach, key)
+
     def block_order(
         self, step: Array | int, key: Array, table: EpochTable | None = None
     ) -> tuple[Array, Array]:
@@ -162,8 +172,11 @@ class BatchSchedule:
                 jnp.uint32(self.num_blocks)
             )
             block = block.astype(jnp.int32)
-        slot = (block[:, None] * self.block_size + jnp.arange(self.block_size)).reshape(-1)
-        return block, slot < self.num_rows
+        return block, self._slots(block) < self.num_rows
+
+    def _slots(self, blocks: Array) -> Array:
+        """The ``(len(blocks) * b,)`` slots of ``blocks``, block after block."""
+        return (blocks[:, None] * self.block_size + jnp.arange(self.block_size)).reshape(-1)
 
     def indices(self, step: Array | int, key: Array) -> tuple[Array, Array]:
         """Row indices ``(B,)`` int32 and real-row mask ``(B,)`` bool for global ``step``.
@@ -171,7 +184,7 @@ class BatchSchedule:
         Padding slots point at a real row: slot ``s >= n`` at row ``s - n``. Traceable.
         """
         block, mask = self.block_order(step, key)
-        slot = (block[:, None] * self.block_size + jnp.arange(self.block_size)).reshape(-1)
+        slot = self._slots(block)
         return jnp.where(mask, slot, slot - self.num_rows), mask
 
     def slot_rows(self) -> np.ndarray:

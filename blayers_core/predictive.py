@@ -34,7 +34,7 @@ from numpyro import handlers
 from numpyro.distributions import CategoricalLogits, CategoricalProbs, Distribution
 
 from blayers_core._typing import ModelFn
-from blayers_core.data import check_row_array
+from blayers_core.data import check_row_array, padded_chunk
 from blayers_core.dry_run import dry_run
 from blayers_core.errors import DataError
 
@@ -195,14 +195,6 @@ def _mean_sd(values: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     mean = total(values) / values.shape[0]
     return mean, jnp.sqrt(total(values, mean) / values.shape[0])
-
-
-def padded_chunk(values: np.ndarray, start: int, size: int) -> np.ndarray:
-    """Rows ``start .. start + size`` of ``values``; past the end, rows from the start again, so
-    every chunk has the same shape (and the program compiles once)."""
-    if start + size <= len(values):
-        return values[start : start + size]
-    return np.take(values, np.arange(start, start + size), axis=0, mode="wrap")
 
 
 def _hashable(value: Any) -> bool:

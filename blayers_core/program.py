@@ -99,11 +99,7 @@ class TrainingProgram:
         shuffle_key: Array,
     ) -> tuple[SVIState, Array]:
         nan = jnp.array(jnp.nan, dtype=jnp.result_type(float))
-        table = None
-        if self.schedule.shuffles_blocks:  # the epochs this chunk can reach, drawn once
-            per_epoch = self.schedule.steps_per_epoch
-            reach = (self.chunk_size - 1) // per_epoch + 2
-            table = self.schedule.epoch_permutations(first_step // per_epoch, reach, shuffle_key)
+        table = self.schedule.chunk_permutations(first_step, self.chunk_size, shuffle_key)
 
         def body(state: SVIState, step_index: Array) -> tuple[SVIState, Array]:
             result: tuple[SVIState, Array] = jax.lax.cond(
