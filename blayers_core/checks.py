@@ -5,19 +5,24 @@ a spline's domain) writes the check once, for NumPy arrays, and hands it to :fun
 
 * called eagerly (outside ``jit``), the check runs at once;
 * inside the compiled dry run that ``fit`` and ``predict`` make over every row before training
-  (:mod:`blayers_core.dry_run`), it runs on the host when the compiled program runs, through
-  ``jax.debug.callback``; the first exception it raises is re-raised by the dry run, unchanged;
+  (:mod:`blayers_core.dry_run`), the values it needs become outputs of that program, and the dry
+  run calls the check on them, in the order the model met them, once the program has run; the
+  first exception a check raises is re-raised unchanged;
 * inside a compiled training step it is left out: the dry run has already checked those rows.
 
 So a bad value raises the layer's own error, naming its argument, before any training step, and
 the check costs nothing in the training loop.
+
+The checked values leave the program as outputs rather than through host callbacks
+(``jax.debug.callback``): a callback copies its operands with the same thread pool that runs the
+program, and on a machine with a single CPU the two wait for each other forever.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -25,15 +30,46 @@ import jax
 import numpy as np
 
 
+@attrs.frozen
+class _RecordedCheck:
+    check: Callable[..., None]
+    #: For each argument of ``check``: its position among the program's checked outputs, or
+    #: ``None`` for an argument that was ``None``.
+    positions: tuple[int | None, ...]
+
+
 @attrs.define
 class CheckCollector:
-    """Where the host callbacks of one compiled dry run put the first error a check raises.
+    """The checks one compiled dry run met while it was traced, and the traced values they need.
 
-    The callbacks are bound to the collector when the program is traced; the owner of the
-    compiled program keeps the collector with it and clears :attr:`error` before each run.
+    The traced program returns :attr:`values` as extra outputs; :meth:`run` calls every check on
+    the concrete outputs. The owner keeps the collector with the compiled program, whose output
+    order it describes.
     """
 
-    error: BaseException | None = None
+    checks: list[_RecordedCheck] = attrs.field(factory=list)
+    values: list[Any] = attrs.field(factory=list)
+
+    def clear(self) -> None:
+        self.checks.clear()
+        self.values.clear()
+
+    def record(self, check: Callable[..., None], values: Sequence[Any]) -> None:
+        positions: list[int | None] = []
+        for value in values:
+            if value is None:
+                positions.append(None)
+            else:
+                positions.append(len(self.values))
+                self.values.append(value)
+        self.checks.append(_RecordedCheck(check, tuple(positions)))
+
+    def run(self, outputs: Sequence[Any]) -> None:
+        """Call every recorded check on ``outputs`` (the program's checked values), in order;
+        the first exception propagates."""
+        arrays = [np.asarray(value) for value in outputs]
+        for recorded in self.checks:
+            recorded.check(*(None if i is None else arrays[i] for i in recorded.positions))
 
 
 _COLLECTOR: contextvars.ContextVar[CheckCollector | None] = contextvars.ContextVar(
@@ -43,8 +79,7 @@ _COLLECTOR: contextvars.ContextVar[CheckCollector | None] = contextvars.ContextV
 
 @contextlib.contextmanager
 def collecting_checks(collector: CheckCollector) -> Iterator[CheckCollector]:
-    """While tracing, turn :func:`check_data` calls on traced values into host callbacks that
-    record the first error in ``collector``."""
+    """While tracing, record the :func:`check_data` calls on traced values in ``collector``."""
     token = _COLLECTOR.set(collector)
     try:
         yield collector
@@ -60,8 +95,10 @@ def check_data(check: Callable[..., None], *values: Any) -> None:
     """Run ``check(*values)`` on the concrete values of ``values`` (NumPy arrays; ``None`` stays).
 
     ``check`` raises (e.g. ``ValueError`` naming the argument) when the values are bad. It runs now
-    when no value is traced, at the compiled dry run's execution when called while that program is
-    traced, and never inside a compiled training step.
+    when no value is traced, after the compiled dry run when called while that program is traced
+    (on the rows of that program's chunk), and never inside a compiled training step. Call it on
+    the values a layer receives, not inside ``vmap`` or ``lax.scan``: the values leave the dry run
+    as outputs of its program.
     """
     if not any(_traced(v) for v in values):
         check(*(None if v is None else np.asarray(v) for v in values))
@@ -69,17 +106,4 @@ def check_data(check: Callable[..., None], *values: Any) -> None:
     collector = _COLLECTOR.get()
     if collector is None:
         return
-    present = [i for i, v in enumerate(values) if v is not None]
-
-    def on_host(*arrays: Any) -> None:
-        if collector.error is not None:
-            return
-        concrete: list[Any] = [None] * len(values)
-        for i, array in zip(present, arrays, strict=True):
-            concrete[i] = np.asarray(array)
-        try:
-            check(*concrete)
-        except Exception as error:  # re-raised by the dry run, after the program has run
-            collector.error = error
-
-    jax.debug.callback(on_host, *(values[i] for i in present))
+    collector.record(check, values)

@@ -3,9 +3,10 @@
 Layers and links check their input values through :func:`blayers_core.checks.check_data` (index
 ranges, supports, domains). Inside a training step such a check could only show up as NaN or a
 silently clamped index, so ``fit`` and ``predict`` first run the model over every row, in chunks,
-under ``seed`` and ``trace``, as one compiled program whose checks run on the host. A bad input
-raises the layer's own error, naming the argument, before any training step. The trace also tells
-which sites are observed and which are deterministic.
+under ``seed`` and ``trace``, as one compiled program that returns the values the checks need;
+the checks then run on the host, in the order the model met them. A bad input raises the layer's
+own error, naming the argument, before any training step. The trace also tells which sites are
+observed and which are deterministic.
 
 The program is compiled once per model, data layout and constants, and kept for the process
 (and in JAX's persistent cache), so a second ``fit`` or ``predict`` of the same shapes compiles
@@ -51,7 +52,7 @@ class DryRunResult:
 class _CompiledDryRun:
     run: Callable[..., Any]
     traced: list[DryRunResult]  # what tracing ``run`` found (filled on its first call)
-    checks: CheckCollector = attrs.field(factory=CheckCollector)
+    checks: CheckCollector  # the checks ``run`` met when traced; it returns their values
 
 
 _COMPILED: OrderedDict[Hashable, _CompiledDryRun] = OrderedDict()
@@ -72,11 +73,14 @@ def _compiled(
         return cached
     static = dict(static)
     traced: list[DryRunResult] = []
+    checks = CheckCollector()
 
-    def run(arrays: dict[str, Any], rng_key: Any) -> None:
-        model_trace = handlers.trace(handlers.seed(model, rng_seed=rng_key)).get_trace(
-            **arrays, **static
-        )
+    def run(arrays: dict[str, Any], rng_key: Any) -> list[Any]:
+        checks.clear()  # (runs when traced, which happens once)
+        with collecting_checks(checks):
+            model_trace = handlers.trace(handlers.seed(model, rng_seed=rng_key)).get_trace(
+                **arrays, **static
+            )
         traced.append(
             DryRunResult(
                 tuple(
@@ -87,18 +91,13 @@ def _compiled(
                 tuple(n for n, site in model_trace.items() if site["type"] == "deterministic"),
             )
         )
+        return list(checks.values)  # what the checks need, run on the host afterwards
 
-    entry = _CompiledDryRun(run=jit_once(run), traced=traced)
+    entry = _CompiledDryRun(run=jit_once(run), traced=traced, checks=checks)
     _COMPILED[key] = entry
     while len(_COMPILED) > DRY_RUN_CACHE_SIZE:
         _COMPILED.popitem(last=False)
     return entry
-
-
-def _effects_barrier() -> None:
-    """Wait until every host callback of the programs run so far has finished."""
-    barrier: Any = jax.effects_barrier
-    barrier()
 
 
 def dry_run(
@@ -112,7 +111,7 @@ def dry_run(
     """Run ``model(**rows, **constants)`` over every row; report its observed sites.
 
     Raises whatever the model's layers and links raise on bad input (at tracing for shapes and
-    dtypes, when the compiled program runs for values).
+    dtypes, after the compiled program has run for values).
     """
     num_rows = len(next(iter(rows.values()))) if rows else 0
     array_constants = {k: v for k, v in constants.items() if _is_array(v)}
@@ -126,17 +125,15 @@ def dry_run(
             chunk = {k: padded_chunk(np.asarray(v), start, chunk_rows) for k, v in rows.items()}
         arrays = {**chunk, **array_constants}
         compiled = _compiled(model, arrays, static)
-        compiled.checks.error = None
-        with collecting_checks(compiled.checks):
-            compiled.run(arrays, jax.random.PRNGKey(seed))
-            _effects_barrier()
-        error = compiled.checks.error
-        if error is not None:
+        checked_values = compiled.run(arrays, jax.random.PRNGKey(seed))
+        try:
+            compiled.checks.run(checked_values)
+        except Exception as error:
             if num_rows > chunk_rows:
                 error.add_note(
                     f"(checked in chunks of {chunk_rows} rows: row numbers in this message count "
                     f"from row {start} of the data)"
                 )
-            raise error
+            raise
     assert compiled is not None and compiled.traced
     return compiled.traced[-1]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,7 +49,6 @@ def test_inside_a_compiled_step_the_check_is_left_out() -> None:
         return x * 2
 
     np.testing.assert_array_equal(step(jnp.array([-1.0, 2.0])), [-2.0, 4.0])
-    jax.effects_barrier()
     assert calls == []
 
 
@@ -74,5 +78,50 @@ def test_none_values_pass_through() -> None:
         check_data(check, codes, None)
 
     dry_run(weighted_model, {"codes": np.array([1, 2])}, {})
-    jax.effects_barrier()
     assert seen == [([1, 2], None)]
+
+
+def test_checks_run_in_the_order_the_model_met_them_and_the_first_error_wins() -> None:
+    order = []
+
+    def first(values: np.ndarray) -> None:
+        order.append("first")
+        raise ValueError("first check")
+
+    def second(values: np.ndarray) -> None:
+        order.append("second")
+        raise ValueError("second check")
+
+    def two_checks(x):
+        check_data(second, x * 2)  # a derived value: it leaves the program as an output too
+        check_data(first, x)
+
+    with pytest.raises(ValueError, match="second check"):
+        dry_run(two_checks, {"x": np.ones(3, dtype=np.float32)}, {})
+    assert order == ["second"]
+
+
+SINGLE_CPU_CHILD = """
+import os, sys
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_checks import model
+from blayers_core.dry_run import dry_run
+x = np.ones(300_000, dtype=np.float32)
+print(dry_run(model, {"x": x, "y": x}, {}).observed_sites)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_dry_run_finishes_on_a_single_cpu() -> None:
+    """Host callbacks (``jax.debug.callback``) with operands of this size deadlock when the process
+    may use one CPU only: the checks must not depend on them."""
+    out = subprocess.run(
+        [sys.executable, "-c", SINGLE_CPU_CHILD, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "('obs',)"
