@@ -4,7 +4,8 @@
 
 * the data go to the device once (shuffled once on the host); each step gathers its batch there;
 * ``chunk_size`` steps run in one compiled ``lax.scan``; between chunks the tqdm bar advances and
-  a checkpoint may be written;
+  a checkpoint may be written. The bar's steps/s count from the end of the first chunk, which holds
+  the compilation;
 * a non-finite loss or gradient stops training at the chunk where it appears. The chunk is
   replayed up to the step before it, so the state returned is the last finite one, and the step
   and the rows of its batch are reported (:class:`NonFiniteLossError`);
@@ -174,9 +175,12 @@ def train(
                 raise _diagnose(
                     program, data, state, step, chunk_losses, new_state, shuffle_key, history
                 )
+            first_chunk = step == first_step
             state, step = new_state, step + done
             history.append(chunk_losses)
             bar.update(done)
+            if first_chunk:
+                _restart_clock(bar, step)
             bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4g}")
             if checkpointer is not None and (
                 step == num_steps or (checkpoint_every and step % checkpoint_every == 0)
@@ -186,6 +190,14 @@ def train(
         if interrupted and checkpointer is not None and step > first_step:
             checkpointer.save(state, step, np.concatenate(history))
     return TrainingOutcome(state, np.concatenate(history), step, interrupted)
+
+
+def _restart_clock(bar: Any, step: int) -> None:
+    """Restart the bar's clock at ``step``, the end of the first chunk: that chunk's time is mostly
+    compilation (or a read from the compilation cache) and the data's trip to the device, so the
+    steps/s shown count the chunks after it."""
+    bar.reset()
+    bar.n = bar.last_print_n = bar.initial = step
 
 
 class _StopRequest:

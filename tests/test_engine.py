@@ -7,16 +7,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import jax
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
 from helpers import site_summary
 
-from blayers_core import fit
+from blayers_core import fit, runner
 from blayers_core.checkpoint import Checkpointer
 from blayers_core.mcmc import SamplingWarning
+from blayers_core.program import TrainingProgram
 from blayers_core.runner import NonFiniteLossError
 from blayers_plugins import AdaptiveLayer, gaussian_link_exp
 
@@ -41,6 +44,34 @@ def test_non_finite_loss_stops_with_the_last_finite_state_and_the_culprit_rows()
     assert result.steps_done == error.step
     assert all(np.isfinite(np.asarray(v)).all() for v in result.params.values())
     assert all(np.isfinite(np.asarray(v)).all() for v in result.posterior_samples.values())
+
+
+def test_progress_bar_rate_counts_from_the_end_of_the_first_chunk(monkeypatch) -> None:
+    """The first chunk holds the compilation: the steps/s shown must not include it."""
+    bars: list[Any] = []
+
+    class RecordingBar(runner.tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    first_chunk_done: list[float] = []
+    run_chunk = TrainingProgram.run_chunk
+
+    def slow_first_chunk(self: TrainingProgram, *args: Any, **kwargs: Any) -> Any:
+        out = jax.block_until_ready(run_chunk(self, *args, **kwargs))
+        if not first_chunk_done:
+            time.sleep(0.5)  # as if compiling
+            first_chunk_done.append(time.time())
+        return out
+
+    monkeypatch.setattr(runner, "tqdm", RecordingBar)
+    monkeypatch.setattr(TrainingProgram, "run_chunk", slow_first_chunk)
+    x = np.linspace(-1, 1, 40, dtype=np.float32)[:, None]
+    fit(model, x=x, y=x[:, 0], batch_size=10, num_steps=40, chunk_size=10, progress_bar=True)
+    (bar,) = bars
+    assert (bar.n, bar.initial) == (40, 10)
+    assert bar.start_t >= first_chunk_done[0]  # the clock restarted after the slow chunk
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path) -> None:
