@@ -49,6 +49,9 @@ class CheckCollector:
 
     checks: list[_RecordedCheck] = attrs.field(factory=list)
     values: list[Any] = attrs.field(factory=list)
+    #: A value traced by the program itself (not inside ``vmap`` or ``scan``), set by the owner
+    #: when tracing starts: checked values must come from the same trace to leave as outputs.
+    probe: Any = None
 
     def clear(self) -> None:
         self.checks.clear()
@@ -59,10 +62,23 @@ class CheckCollector:
         for value in values:
             if value is None:
                 positions.append(None)
-            else:
-                positions.append(len(self.values))
-                self.values.append(value)
+                continue
+            self._require_program_level(check, value)
+            positions.append(len(self.values))
+            self.values.append(value)
         self.checks.append(_RecordedCheck(check, tuple(positions)))
+
+    def _require_program_level(self, check: Callable[..., None], value: Any) -> None:
+        program_trace = getattr(self.probe, "_trace", None)
+        value_trace = getattr(value, "_trace", program_trace)
+        if _traced(value) and program_trace is not None and value_trace is not program_trace:
+            name = getattr(check, "__qualname__", repr(check))
+            raise RuntimeError(
+                f"check_data({name}, ...) was called on a value inside a JAX transformation "
+                "(jax.vmap, lax.scan, lax.map, ...) while the dry run was traced; its values "
+                "must be outputs of the dry run's program. Call check_data on the values the "
+                "layer or link receives, before transforming them."
+            )
 
     def run(self, outputs: Sequence[Any]) -> None:
         """Call every recorded check on ``outputs`` (the program's checked values), in order;

@@ -77,6 +77,7 @@ def _compiled(
 
     def run(arrays: dict[str, Any], rng_key: Any) -> list[Any]:
         checks.clear()  # (runs when traced, which happens once)
+        checks.probe = rng_key
         with collecting_checks(checks):
             model_trace = handlers.trace(handlers.seed(model, rng_seed=rng_key)).get_trace(
                 **arrays, **static
@@ -91,6 +92,7 @@ def _compiled(
                 tuple(n for n, site in model_trace.items() if site["type"] == "deterministic"),
             )
         )
+        checks.probe = None
         return list(checks.values)  # what the checks need, run on the host afterwards
 
     entry = _CompiledDryRun(run=jit_once(run), traced=traced, checks=checks)

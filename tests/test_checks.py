@@ -101,6 +101,17 @@ def test_checks_run_in_the_order_the_model_met_them_and_the_first_error_wins() -
     assert order == ["second"]
 
 
+def test_a_check_inside_vmap_says_to_check_the_inputs_instead() -> None:
+    def vmapped_model(x):
+        per_row = jax.vmap(lambda row: (check_data(_no_negatives, row), row.sum())[1])(x)
+        numpyro.deterministic("total", per_row.sum())
+
+    with pytest.raises(
+        RuntimeError, match=r"check_data\(_no_negatives, \.\.\.\) was called .*jax\.vmap"
+    ):
+        dry_run(vmapped_model, {"x": np.ones((4, 2), dtype=np.float32)}, {})
+
+
 SINGLE_CPU_CHILD = """
 import os, sys
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
