@@ -7,6 +7,7 @@ draws by hand: ``E[y | beta] = x @ beta`` (gaussian), ``exp(x @ beta)`` (poisson
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 from helpers import D, S, features, hand_result
@@ -22,7 +23,9 @@ from blayers_core import DataError
 def test_kind_mean_is_the_inverse_link_of_the_linear_predictor(link_name, inverse):
     result, x = hand_result(link_name), features()
     by_hand = inverse(np.einsum("nd,sd->sn", x, result.posterior_samples["mu/beta"][:, :, 0]))
-    pred = result.predict(x=x, kind="mean", quantiles=(0.1, 0.5, 0.9), return_draws=True)
+    # (on a GPU, float32 products default to TF32, about 3 significant digits: ask for full ones)
+    with jax.default_matmul_precision("highest"):
+        pred = result.predict(x=x, kind="mean", quantiles=(0.1, 0.5, 0.9), return_draws=True)
     np.testing.assert_allclose(pred.draws, by_hand, rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(pred.mean, by_hand.mean(0), rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(pred.sd, by_hand.std(0), rtol=1e-4, atol=1e-6)
