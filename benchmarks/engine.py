@@ -21,6 +21,7 @@ prints ONE JSON line:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -67,13 +68,35 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@contextlib.contextmanager
+def timed_chunks():
+    """While open, every compiled training chunk waits for its result and appends its wall time
+    (s) to the yielded list."""
+    import jax
+
+    from blayers_core.program import TrainingProgram
+
+    chunk_times = []
+    run_chunk = TrainingProgram.run_chunk
+
+    def timed_chunk(self, *args, **kwargs):
+        begin = time.perf_counter()
+        out = jax.block_until_ready(run_chunk(self, *args, **kwargs))
+        chunk_times.append(time.perf_counter() - begin)
+        return out
+
+    TrainingProgram.run_chunk = timed_chunk
+    try:
+        yield chunk_times
+    finally:
+        TrainingProgram.run_chunk = run_chunk
+
+
 def variant_fit(n, d, batch, steps, model_kind="layered"):
     """blayers fit; per-step time from the compiled chunks themselves (median chunk / its steps)."""
-    import jax
     import numpy as np
 
     from blayers_core import fit
-    from blayers_core.program import TrainingProgram
 
     x, y = make_data(n, d)
     model = layered_model() if model_kind == "layered" else hand_model
@@ -86,20 +109,10 @@ def variant_fit(n, d, batch, steps, model_kind="layered"):
     fit(model, x=x, y=y, num_steps=steps, chunk_size=chunk, **options)
     cold = time.perf_counter() - start
 
-    chunk_times = []
-    run_chunk = TrainingProgram.run_chunk
-
-    def timed_chunk(self, *args, **kwargs):
-        begin = time.perf_counter()
-        out = jax.block_until_ready(run_chunk(self, *args, **kwargs))
-        chunk_times.append(time.perf_counter() - begin)
-        return out
-
-    TrainingProgram.run_chunk = timed_chunk
-    start = time.perf_counter()
-    fit(model, x=x, y=y, num_steps=steps, chunk_size=chunk, **options, seed=1)
-    warm = time.perf_counter() - start  # cached program: nothing compiles
-    TrainingProgram.run_chunk = run_chunk
+    with timed_chunks() as chunk_times:
+        start = time.perf_counter()
+        fit(model, x=x, y=y, num_steps=steps, chunk_size=chunk, **options, seed=1)
+        warm = time.perf_counter() - start  # cached program: nothing compiles
     per_step = float(np.median(chunk_times)) / chunk
     return {
         "us_per_step": per_step * 1e6,
@@ -117,35 +130,23 @@ def variant_layer_overhead(n, d, batch, steps, rounds=5):
     for the data to reach the device, is skipped); ``ratio`` compares each model's fastest fit,
     because on this machine a whole fit sometimes runs in a slow memory mode (about 2x, see
     benchmarks/README.md); ``median_ratio`` compares the medians over the rounds."""
-    import jax
     import numpy as np
 
     from blayers_core import fit
-    from blayers_core.program import TrainingProgram
 
     x, y = make_data(n, d)
     models = {"layered": layered_model(), "hand_written": hand_model}
     options = dict(batch_size=batch, guide="auto_normal", progress_bar=False, num_samples=10)
     chunk = min(steps, 500)
     per_fit = {name: [] for name in models}
-    chunk_times = []
-    run_chunk = TrainingProgram.run_chunk
-
-    def timed_chunk(self, *args, **kwargs):
-        begin = time.perf_counter()
-        out = jax.block_until_ready(run_chunk(self, *args, **kwargs))
-        chunk_times.append(time.perf_counter() - begin)
-        return out
-
-    TrainingProgram.run_chunk = timed_chunk
     for model in models.values():  # compile both first
         fit(model, x=x, y=y, num_steps=chunk, chunk_size=chunk, **options)
-    for seed in range(rounds):
-        for name, model in models.items():
-            chunk_times.clear()
-            fit(model, x=x, y=y, num_steps=steps, chunk_size=chunk, seed=seed + 1, **options)
-            per_fit[name].append(float(np.median(chunk_times[1:])) / chunk * 1e6)
-    TrainingProgram.run_chunk = run_chunk
+    with timed_chunks() as chunk_times:
+        for seed in range(rounds):
+            for name, model in models.items():
+                chunk_times.clear()
+                fit(model, x=x, y=y, num_steps=steps, chunk_size=chunk, seed=seed + 1, **options)
+                per_fit[name].append(float(np.median(chunk_times[1:])) / chunk * 1e6)
     best = {name: min(times) for name, times in per_fit.items()}
     median = {name: float(np.median(times)) for name, times in per_fit.items()}
     return {

@@ -113,31 +113,24 @@ class FitResult:
                 ``"population"`` predicts such rows at the population level.
             **new_data: the model's row arrays (and constants to override).
         """
+        options: dict[str, Any] = {
+            "kind": kind,
+            "num_samples": num_samples,
+            "seed": seed,
+            "interval": interval,
+            "quantiles": quantiles,
+            "return_draws": return_draws,
+            "chunk_rows": chunk_rows,
+        }
         if data is not None or unseen != "error":  # a DataFrame, or the population policy
-            options = {
-                "kind": kind,
-                "site": site,
-                "num_samples": num_samples,
-                "seed": seed,
-                "interval": interval,
-                "quantiles": quantiles,
-                "return_draws": return_draws,
-                "chunk_rows": chunk_rows,
-            }
-            return predict_from_data(self, data, unseen, options, **new_data)
+            return predict_from_data(self, data, unseen, {"site": site, **options}, **new_data)
         return predictive.predict(
             self.model,
             self.posterior_samples,
             self.constants,
             self._observed_site(site),
             new_data,
-            kind=kind,
-            num_samples=num_samples,
-            seed=seed,
-            interval=interval,
-            quantiles=quantiles,
-            return_draws=return_draws,
-            chunk_rows=chunk_rows,
+            **options,
         )
 
     def _observed_site(self, site: str | None) -> str:
