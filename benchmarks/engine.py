@@ -74,7 +74,7 @@ def timed_chunks():
     (s) to the yielded list."""
     import jax
 
-    from blayers_core.program import TrainingProgram
+    from blayers_core.engine.program import TrainingProgram
 
     chunk_times = []
     run_chunk = TrainingProgram.run_chunk

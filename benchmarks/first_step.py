@@ -36,7 +36,7 @@ import json, sys, time
 start = time.perf_counter()
 import jax, optax
 from blayers_core import fit, layer, link
-from blayers_core.program import TrainingProgram
+from blayers_core.engine.program import TrainingProgram
 sys.path.insert(0, {examples!r})
 from diabetes import load_data
 x, y, _ = load_data()

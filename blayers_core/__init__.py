@@ -15,11 +15,11 @@ blayers_core never imports a plugin; the first-party layers, links, losses, guid
 are found through the same entry-point group as third-party ones.
 """
 
-from blayers_core.checkpoint import CheckpointError
-from blayers_core.checks import check_data
-from blayers_core.compilation_cache import enable_compilation_cache, enable_from_environment
-from blayers_core.data import SplitData, split_rows_and_constants
-from blayers_core.errors import (
+from blayers_core.api.fit import fit
+from blayers_core.api.load import load
+from blayers_core.api.result import FitResult, Predictions
+from blayers_core.contract.checks import check_data
+from blayers_core.contract.errors import (
     AmbiguousComponentError,
     ComponentNotFoundError,
     DataError,
@@ -27,15 +27,9 @@ from blayers_core.errors import (
     PluginWarning,
     ResultFileError,
 )
-from blayers_core.fit import fit
-from blayers_core.frames import DataEncoder, allow_population_codes, population_codes_allowed
-from blayers_core.hookspecs import ENTRY_POINT_GROUP, hookimpl
-from blayers_core.mcmc import SamplingWarning
-from blayers_core.minibatch import BatchSchedule, multiply_scale, padded_rows
-from blayers_core.persistence import load
-from blayers_core.plots import plot_forest, plot_loss, plot_result
-from blayers_core.prior import sample_prior
-from blayers_core.protocols import (
+from blayers_core.contract.hookspecs import ENTRY_POINT_GROUP, hookimpl
+from blayers_core.contract.population import allow_population_codes, population_codes_allowed
+from blayers_core.contract.protocols import (
     GuideFactory,
     Layer,
     Link,
@@ -43,7 +37,7 @@ from blayers_core.protocols import (
     MinibatchLoss,
     OptimizerFactory,
 )
-from blayers_core.registry import (
+from blayers_core.contract.registry import (
     Component,
     PluginFailure,
     Registry,
@@ -56,11 +50,17 @@ from blayers_core.registry import (
     optimizer,
     plugin_failures,
 )
-from blayers_core.results import FitResult, Predictions
-from blayers_core.runner import NonFiniteLossError, svi_run_batched
-from blayers_core.shapes import align_to_target, layer_input
-
-__version__ = "0.1.0"
+from blayers_core.contract.shapes import align_to_target, layer_input
+from blayers_core.contract.version import __version__
+from blayers_core.engine.checkpoint import CheckpointError
+from blayers_core.engine.compilation_cache import enable_compilation_cache, enable_from_environment
+from blayers_core.engine.data import SplitData, split_rows_and_constants
+from blayers_core.engine.mcmc import SamplingWarning
+from blayers_core.engine.minibatch import BatchSchedule, multiply_scale, padded_rows
+from blayers_core.engine.runner import NonFiniteLossError, svi_run_batched
+from blayers_core.io.frames import DataEncoder
+from blayers_core.io.plots import plot_forest, plot_loss, plot_result
+from blayers_core.results.prior import sample_prior
 
 enable_from_environment()
 
@@ -93,6 +93,7 @@ __all__ = [
     "allow_population_codes",
     "check_data",
     "components",
+    "__version__",
     "enable_compilation_cache",
     "fit",
     "get_registry",

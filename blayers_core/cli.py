@@ -28,14 +28,14 @@ from typing import Any
 
 import attrs
 
-from blayers_core._typing import COMPONENT_KINDS, ComponentKind
-from blayers_core.errors import (
+from blayers_core.contract._typing import COMPONENT_KINDS, ComponentKind
+from blayers_core.contract.errors import (
     AmbiguousComponentError,
     ComponentNotFoundError,
     PluginWarning,
 )
-from blayers_core.protocols import Layer, Link, Loss
-from blayers_core.registry import Component, Registry, check_protocol, get_registry
+from blayers_core.contract.protocols import Layer, Link, Loss
+from blayers_core.contract.registry import Component, Registry, check_protocol, get_registry
 
 # ------------------------------------------------------------------------------ helpers
 

@@ -43,7 +43,7 @@ autodoc_member_order = "bysource"
 python_use_unqualified_type_names = True
 autodoc_typehints = "signature"
 autodoc_inherit_docstrings = False  # not NumPyro's "To be implemented by subclasses."
-# blayers_core._typing.Array is jax.Array; shown by that name instead of its internal module.
+# blayers_core.contract._typing.Array is jax.Array; shown by that name instead of its internal module.
 autodoc_type_aliases = {"Array": "jax.Array"}
 
 # Strict builds (-n) check every cross-reference. Our own names must resolve; references to

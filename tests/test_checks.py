@@ -15,7 +15,7 @@ import numpyro.distributions as dist
 import pytest
 
 from blayers_core import check_data
-from blayers_core.dry_run import dry_run
+from blayers_core.engine.dry_run import dry_run
 
 
 def _no_negatives(values: np.ndarray) -> None:
@@ -118,7 +118,7 @@ os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from test_checks import model
-from blayers_core.dry_run import dry_run
+from blayers_core.engine.dry_run import dry_run
 x = np.ones(300_000, dtype=np.float32)
 print(dry_run(model, {"x": x, "y": x}, {}).observed_sites)
 """

@@ -83,7 +83,7 @@ def test_plugins_lists_components_versions_and_load_errors(capsys, site) -> None
     site.add("broken-plugin", {"broken": BROKEN_IMPORT}, version="0.9")
     status, out = run(capsys, site, "plugins")
     assert status == 0
-    assert "blayers  (distribution blayers 0.1.0, first-party)" in out
+    assert "blayers  (distribution blayers-core 0.1.0, first-party)" in out
     assert "good  (distribution good-plugin 2.3)" in out
     assert "layers:     scaled" in out and "links:      adaptive" in out
     assert "broken  (distribution broken-plugin 0.9)" in out
@@ -108,7 +108,7 @@ def test_describe_prints_docstring_parameters_and_origin(capsys, site) -> None:
     status, out = run(capsys, site, "describe", "--kind", "layer", "blayers:adaptive", "--json")
     report = json.loads(out)
     assert report["origin"]["module"] == "blayers_plugins.layers.adaptive"
-    assert report["origin"]["distribution"] == "blayers"
+    assert report["origin"]["distribution"] == "blayers-core"
     params = {p["name"]: p for p in report["parameters"]}
     assert params["scale_prior"]["default"] == "HalfNormal(scale=1)"
     assert params["coef_dist"]["default"] == "Normal"

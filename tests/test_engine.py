@@ -17,10 +17,10 @@ import pytest
 from helpers import site_summary
 
 from blayers_core import fit, runner
-from blayers_core.checkpoint import Checkpointer
-from blayers_core.mcmc import SamplingWarning
-from blayers_core.program import TrainingProgram
-from blayers_core.runner import NonFiniteLossError
+from blayers_core.engine.checkpoint import Checkpointer
+from blayers_core.engine.mcmc import SamplingWarning
+from blayers_core.engine.program import TrainingProgram
+from blayers_core.engine.runner import NonFiniteLossError
 from blayers_plugins import AdaptiveLayer, gaussian_link_exp
 
 WORKER = Path(__file__).with_name("engine_worker.py")

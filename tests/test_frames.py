@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from blayers_core import DataEncoder, DataError, fit
-from blayers_core.frames import POPULATION_CODE, population_codes_allowed
+from blayers_core.contract.population import POPULATION_CODE, population_codes_allowed
 from blayers_plugins import AdaptiveLayer, RandomEffectsLayer, gaussian_link_exp
 
 LEVELS = ("a", "b", "c")

@@ -563,7 +563,7 @@ def test_constructor_options_are_validated():
 
 
 def test_fit_refuses_out_of_range_codes_before_training(monkeypatch):
-    from blayers_core.program import TrainingProgram
+    from blayers_core.engine.program import TrainingProgram
 
     layer = RandomEffectsLayer(num_categories=C)
     started = []

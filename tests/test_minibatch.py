@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blayers_core import BatchSchedule
-from blayers_core.minibatch import gather_blocks
+from blayers_core.engine.minibatch import gather_blocks
 
 
 def epoch_indices(schedule: BatchSchedule, epoch: int, key) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from blayers_core import (
     link,
     load,
 )
-from blayers_core.persistence import META_KEY
+from blayers_core.io.persistence import META_KEY
 
 linear, gaussian = layer("adaptive"), link("gaussian")
 

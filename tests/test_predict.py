@@ -130,7 +130,7 @@ def test_quantiles_computed_on_an_accelerator_equal_those_from_numpy(monkeypatch
     """On the CPU NumPy computes the quantiles; on a GPU the compiled program does."""
     import jax
 
-    from blayers_core.predictive import _chunk_program
+    from blayers_core.results.predictive import _chunk_program
 
     result, x = hand_result("gaussian"), features()
     host = result.predict(x=x, kind="mean", quantiles=(0.1, 0.5, 0.9), chunk_rows=10)

@@ -63,9 +63,11 @@ class FakeSite:
         return modules
 
     def add_first_party(self) -> None:
-        info = self.root / "blayers-0.1.0.dist-info"
+        info = self.root / "blayers_core-0.1.0.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: blayers\nVersion: 0.1.0\n")
+        (info / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: blayers-core\nVersion: 0.1.0\n"
+        )
         (info / "entry_points.txt").write_text("[blayers.plugins]\nblayers = blayers_plugins\n")
 
     def registry(self, environ: dict[str, str] | None = None) -> Registry:
@@ -89,7 +91,7 @@ def test_first_party_components_come_through_the_entry_point(site: FakeSite) -> 
     adaptive = registry.get("layer", "adaptive")
     assert (adaptive.plugin, adaptive.distribution, adaptive.first_party) == (
         "blayers",
-        "blayers",
+        "blayers-core",
         True,
     )
     assert adaptive.qualified_name == "blayers:adaptive"

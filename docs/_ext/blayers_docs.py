@@ -41,7 +41,7 @@ from sphinx.util.inspect import stringify_signature
 from sphinx.util.nodes import nested_parse_with_titles
 
 from blayers_core import components
-from blayers_core._typing import COMPONENT_KINDS
+from blayers_core.contract._typing import COMPONENT_KINDS
 
 
 def _public_path(obj: Any) -> str:

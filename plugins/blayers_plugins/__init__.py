@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from blayers_core import hookimpl
-from blayers_core.hookspecs import Register
+from blayers_core.contract.hookspecs import Register
 from blayers_plugins.guides import GUIDES
 from blayers_plugins.layers import *  # noqa: F403 - every first-party layer class
 from blayers_plugins.layers import (

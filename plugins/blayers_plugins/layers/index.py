@@ -7,7 +7,7 @@ field has its own block of rows in one parameter table of ``C = sum(num_categori
 are range-checked whenever they are concrete, so a code outside ``0..C-1`` raises a ``ValueError``
 naming the argument, before anything is compiled; it is never clamped or wrapped around. Rows of
 the parameter table are gathered, ``O(n * f * units)``: no one-hot matrix is built. Inside
-``blayers_core.frames.allow_population_codes()`` (``predict(..., unseen="population")``) the code
+``blayers_core.io.frames.allow_population_codes()`` (``predict(..., unseen="population")``) the code
 ``-1`` stands for a level not seen in training and gathers a zero row: no effect, the population
 mean of the zero-centred effects.
 

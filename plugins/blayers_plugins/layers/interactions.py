@@ -17,7 +17,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
 from blayers_core import check_data, layer_input
-from blayers_core.frames import population_codes_allowed
+from blayers_core.contract.population import population_codes_allowed
 from blayers_plugins._priors import boolean, loc_scale_family, positive_int, positive_prior
 from blayers_plugins.layers._base import BaseLayer, sample_adaptive
 from blayers_plugins.layers._indices import (

@@ -20,7 +20,7 @@ The classes can also be used directly: ``StudentTPriorLayer(df=3.0)("mu", x)``.
 from __future__ import annotations
 
 from blayers_core import hookimpl
-from blayers_core.hookspecs import Register
+from blayers_core.contract.hookspecs import Register
 from blayers_robust.layers import StudentTPriorLayer
 from blayers_robust.links import RobustStudentTLink
 

@@ -1,6 +1,6 @@
 """Run a model once over every row, compiled, before training starts.
 
-Layers and links check their input values through :func:`blayers_core.checks.check_data` (index
+Layers and links check their input values through :func:`blayers_core.contract.checks.check_data` (index
 ranges, supports, domains). Inside a training step such a check could only show up as NaN or a
 silently clamped index, so ``fit`` and ``predict`` first run the model over every row, in chunks,
 under ``seed`` and ``trace``, as one compiled program that returns the values the checks need;
@@ -24,12 +24,12 @@ import jax
 import numpy as np
 from numpyro import handlers
 
-from blayers_core._typing import ModelFn
-from blayers_core.checks import CheckCollector, collecting_checks
-from blayers_core.compile_once import jit_once
-from blayers_core.data import padded_chunk
-from blayers_core.frames import population_codes_allowed
-from blayers_core.program import data_signature, static_key
+from blayers_core.contract._typing import ModelFn
+from blayers_core.contract.checks import CheckCollector, collecting_checks
+from blayers_core.contract.population import population_codes_allowed
+from blayers_core.engine.compile_once import jit_once
+from blayers_core.engine.data import padded_chunk
+from blayers_core.engine.program import data_signature, static_key
 
 #: Rows per chunk; bounded so the check's memory stays small for millions of rows. Every chunk has
 #: this many rows (the last is topped up with rows from the start), so the program compiles for

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from numpyro.infer import Predictive
 
-from blayers_core._typing import ModelFn
+from blayers_core.contract._typing import ModelFn
 
 
 def sample_prior(

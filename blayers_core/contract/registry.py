@@ -2,14 +2,14 @@
 
 Plugins are found through one entry-point group, ``blayers.plugins``. The first-party plugins that
 ship with blayers (distribution ``blayers``) are found the same way, never imported by name.
-Each plugin implements the hooks of :mod:`blayers_core.hookspecs`; every component it registers
+Each plugin implements the hooks of :mod:`blayers_core.contract.hookspecs`; every component it registers
 gets a qualified name ``<plugin>:<name>`` where ``<plugin>`` is the entry point's name.
 
 Rules
 -----
 * The bare name works when exactly one plugin registers it; otherwise the qualified name is needed.
 * First-party names are reserved: a third-party plugin that registers one is refused with a
-  :class:`~blayers_core.errors.PluginWarning`; its other components still load.
+  :class:`~blayers_core.contract.errors.PluginWarning`; its other components still load.
 * A plugin that fails to import, or whose hook raises, is skipped with a warning naming it and its
   distribution; asking for its components raises with the original exception as the cause. A single
   component that breaks its protocol is skipped the same way.
@@ -34,9 +34,9 @@ from typing import Any
 import attrs
 import pluggy
 
-from blayers_core import hookspecs
-from blayers_core._typing import COMPONENT_KINDS, ComponentKind
-from blayers_core.errors import (
+from blayers_core.contract import hookspecs
+from blayers_core.contract._typing import COMPONENT_KINDS, ComponentKind
+from blayers_core.contract.errors import (
     AmbiguousComponentError,
     ComponentNotFoundError,
     PluginError,
@@ -44,7 +44,7 @@ from blayers_core.errors import (
 )
 
 #: Distribution whose plugins are first-party; their component names are reserved.
-FIRST_PARTY_DISTRIBUTION = "blayers"
+FIRST_PARTY_DISTRIBUTION = "blayers-core"
 #: Environment variable that restricts (or, set empty, disables) third-party plugin loading.
 PLUGINS_ENV_VAR = "BLAYERS_PLUGINS"
 

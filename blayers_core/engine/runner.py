@@ -1,6 +1,6 @@
 """The training loop: compiled chunks of steps, a progress bar, and faults that lose nothing.
 
-:func:`train` drives a :class:`~blayers_core.program.TrainingProgram`:
+:func:`train` drives a :class:`~blayers_core.engine.program.TrainingProgram`:
 
 * the data go to the device once (shuffled once on the host); each step gathers its batch there;
 * ``chunk_size`` steps run in one compiled ``lax.scan``; between chunks the tqdm bar advances and
@@ -29,11 +29,11 @@ import numpy as np
 from numpyro.infer.svi import SVIRunResult, SVIState
 from tqdm.auto import tqdm
 
-from blayers_core._typing import Array
-from blayers_core.checkpoint import Checkpointer
-from blayers_core.data import SplitData, split_rows_and_constants
-from blayers_core.minibatch import BatchSchedule
-from blayers_core.program import TrainingProgram, data_signature, get_program, static_key
+from blayers_core.contract._typing import Array
+from blayers_core.engine.checkpoint import Checkpointer
+from blayers_core.engine.data import SplitData, split_rows_and_constants
+from blayers_core.engine.minibatch import BatchSchedule
+from blayers_core.engine.program import TrainingProgram, data_signature, get_program, static_key
 
 #: Steps per compiled chunk unless the caller chooses.
 DEFAULT_CHUNK_SIZE = 500

@@ -25,15 +25,16 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import jax.numpy as jnp
 import numpy as np
 
-from blayers_core._typing import ModelFn
-from blayers_core.errors import ComponentNotFoundError, ResultFileError
+from blayers_core.contract._typing import ModelFn
+from blayers_core.contract.errors import ComponentNotFoundError, ResultFileError
+from blayers_core.contract.registry import get_registry
+from blayers_core.io.frames import DataEncoder
 
 if TYPE_CHECKING:
-    from blayers_core.results import FitResult
+    from blayers_core.api.result import FitResult
 
 FORMAT = "blayers.fit_result"
 FORMAT_VERSION = 1
@@ -88,7 +89,7 @@ def _to_array(label: str, value: Any) -> np.ndarray:
 
 def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
     """Write ``result`` to ``path`` (``.npz`` is appended when missing); returns the path."""
-    from blayers_core import __version__
+    from blayers_core.contract.version import __version__
 
     path = Path(path)
     if path.suffix != ".npz":
@@ -168,8 +169,6 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 def _check_components(path: Path, components: dict[str, Any], model: ModelFn) -> Any:
     """Look every named component up in the registry; rebuild a named guide."""
-    from blayers_core.registry import get_registry
-
     registry = get_registry()
     guide = None
     for kind in ("loss", "guide", "optimizer"):
@@ -208,18 +207,16 @@ def _model(path: Path, meta: dict[str, Any], model: ModelFn | None) -> ModelFn:
         ) from error
 
 
-def _encoder(path: Path, data: Any) -> Any:
+def _encoder(path: Path, data: Any) -> DataEncoder:
     try:
-        frames = importlib.import_module("blayers_core.frames")
-    except ImportError as error:
-        raise ResultFileError(
-            f"{path} holds a data encoder, which this blayers cannot read (no blayers_core.frames)"
-        ) from error
-    return frames.DataEncoder.from_json_dict(data)
+        return DataEncoder.from_json_dict(data)
+    except ValueError as error:
+        raise ResultFileError(f"{path}: its data encoder cannot be read: {error}") from error
 
 
-def load(path: str | os.PathLike[str], model: ModelFn | None = None) -> FitResult:
-    """Read a result written by :meth:`FitResult.save`.
+def read_result(path: str | os.PathLike[str], model: ModelFn | None = None) -> dict[str, Any]:
+    """The fields of a :class:`~blayers_core.FitResult` written by :meth:`FitResult.save`;
+    :func:`blayers_core.load` builds the result from them.
 
     Args:
         path: the file.
@@ -233,8 +230,6 @@ def load(path: str | os.PathLike[str], model: ModelFn | None = None) -> FitResul
         ComponentNotFoundError: the fit used a component by name that no installed plugin provides.
         ValueError / ImportError: the model cannot be found; pass ``model=``.
     """
-    from blayers_core.results import FitResult
-
     path = Path(path)
     meta, arrays = _read(path)
     index = meta["arrays"]
@@ -249,12 +244,8 @@ def load(path: str | os.PathLike[str], model: ModelFn | None = None) -> FitResul
     fn = _model(path, meta, model)
     components = meta.get("components") or {}
     guide = _check_components(path, components, fn)
-    extra: dict[str, Any] = {}
-    if meta.get("encoder") is not None:
-        if "encoder" not in attrs.fields_dict(FitResult):
-            raise ResultFileError(f"{path} holds a data encoder, which this blayers cannot use")
-        extra["encoder"] = _encoder(path, meta["encoder"])
-    return FitResult(
+    encoder = None if meta.get("encoder") is None else _encoder(path, meta["encoder"])
+    return dict(
         model=fn,
         guide=guide,
         params=params,
@@ -268,5 +259,5 @@ def load(path: str | os.PathLike[str], model: ModelFn | None = None) -> FitResul
         method=str(meta["method"]),
         num_chains=int(meta["num_chains"]),
         components=components,
-        **extra,
+        encoder=encoder,
     )

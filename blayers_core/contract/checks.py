@@ -5,7 +5,7 @@ a spline's domain) writes the check once, for NumPy arrays, and hands it to :fun
 
 * called eagerly (outside ``jit``), the check runs at once;
 * inside the compiled dry run that ``fit`` and ``predict`` make over every row before training
-  (:mod:`blayers_core.dry_run`), the values it needs become outputs of that program, and the dry
+  (:mod:`blayers_core.engine.dry_run`), the values it needs become outputs of that program, and the dry
   run calls the check on them, in the order the model met them, once the program has run; the
   first exception a check raises is re-raised unchanged;
 * inside a compiled training step it is left out: the dry run has already checked those rows.

@@ -3,7 +3,7 @@ r"""``FitResult.summary()``: one row per scalar parameter, as a pandas DataFrame
 For each element :math:`\theta_j` of each latent site, over its :math:`S` posterior draws: the
 mean, the standard deviation and the central ``interval`` (the :math:`(1 \mp p)/2` quantiles);
 for an MCMC fit also the split R-hat and the bulk and tail effective sample sizes of
-:func:`blayers_core.mcmc.diagnostics` (NumPyro's estimators).
+:func:`blayers_core.engine.mcmc.diagnostics` (NumPyro's estimators).
 
 Rows are labelled ``site[i,j]`` with the indices of the site's axes longer than one, so an
 ``(8, 1)`` coefficient site gives ``beta/beta[0]`` ... ``beta/beta[7]`` and a scalar site just
@@ -78,7 +78,7 @@ def summarize(
             percent_label(hi): np.quantile(flat, hi, axis=0),
         }
         if diagnostics:
-            from blayers_core.mcmc import diagnostics as mcmc_diagnostics
+            from blayers_core.engine.mcmc import diagnostics as mcmc_diagnostics
 
             grouped = flat.reshape(num_chains, flat.shape[0] // num_chains, flat.shape[1])
             columns.update(mcmc_diagnostics({name: grouped})[name])

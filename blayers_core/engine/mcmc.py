@@ -9,15 +9,16 @@ per chain. Bulk ESS is NumPyro's ESS of the draws; tail ESS is the smaller ESS o
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
+import attrs
 import jax
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.infer import MCMC, NUTS
 
-from blayers_core._typing import ModelFn
-from blayers_core.data import SplitData
-from blayers_core.results import FitResult
+from blayers_core.contract._typing import ModelFn
+from blayers_core.engine.data import SplitData
 
 #: Stan's thresholds.
 MAX_RHAT = 1.01
@@ -81,6 +82,17 @@ def check_diagnostics(mcmc: MCMC, num_chains: int) -> list[str]:
     return messages
 
 
+@attrs.frozen
+class NutsOutcome:
+    """What a NUTS run produced: the ``MCMC`` object, its draws (chains one after the other) and
+    how the sampler was configured."""
+
+    mcmc: Any
+    posterior_samples: dict[str, Any]
+    num_chains: int
+    components: dict[str, Any]
+
+
 def fit_nuts(
     model: ModelFn,
     split: SplitData,
@@ -92,7 +104,7 @@ def fit_nuts(
     seed: int,
     progress_bar: bool,
     target_accept_prob: float = 0.8,
-) -> FitResult:
+) -> NutsOutcome:
     """Sample the posterior of ``model`` on all rows with NUTS; warn as Stan does."""
     for label, value in (("num_warmup", num_warmup), ("num_chains", num_chains)):
         if not isinstance(value, int) or value < (0 if label == "num_warmup" else 1):
@@ -117,17 +129,9 @@ def fit_nuts(
     )
     mcmc.run(jax.random.PRNGKey(seed), **split.rows, **split.constants, extra_fields=("diverging",))
     check_diagnostics(mcmc, num_chains)
-    return FitResult(
-        model=model,
-        guide=None,
-        params={},
-        losses=np.zeros(0, dtype=np.float32),
-        posterior_samples=mcmc.get_samples(),
-        observed_sites=observed,
-        constants=split.constants,
-        num_rows=split.num_rows,
-        method="nuts",
+    return NutsOutcome(
         mcmc=mcmc,
+        posterior_samples=mcmc.get_samples(),
         num_chains=num_chains,
         components={"sampler": {"name": "nuts", "config": sampler_config}},
     )

@@ -20,7 +20,7 @@ Column types:
   ``num_categories=encoder.num_categories("x")``); a list that mixes numbers and categories raises.
 
 Nothing is dropped or guessed: an unknown column, a missing value (null or NaN) or a column of
-another type raises a :class:`~blayers_core.errors.DataError` naming the column.
+another type raises a :class:`~blayers_core.contract.errors.DataError` naming the column.
 
 Levels seen at prediction but not in training follow an explicit policy, ``unseen=``:
 
@@ -33,52 +33,25 @@ Levels seen at prediction but not in training follow an explicit policy, ``unsee
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import inspect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import attrs
 import numpy as np
 
-from blayers_core.errors import DataError
+from blayers_core.contract.errors import DataError
+from blayers_core.contract.population import POPULATION_CODE, allow_population_codes
 
 if TYPE_CHECKING:
-    from blayers_core.results import FitResult, Predictions
+    from blayers_core.api.result import FitResult, Predictions
 
 #: A level of a categorical column, as stored (JSON-safe).
 Level: TypeAlias = str | int | float | bool
 #: Policy for levels not seen in training.
 Unseen: TypeAlias = Literal["error", "population"]
-#: The code given to an unseen level under ``unseen="population"``.
-POPULATION_CODE = -1
 #: Version of :meth:`DataEncoder.to_json_dict`'s layout.
 ENCODER_FORMAT = 1
-
-_population_codes: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "blayers_population_codes", default=False
-)
-
-
-@contextlib.contextmanager
-def allow_population_codes() -> Iterator[None]:
-    """Within this block, index layers read the code ``-1`` as the population level.
-
-    The code ``-1`` then contributes nothing: a zero row of the layer's parameter table (random
-    effects, embeddings, fixed effects, factorization-machine factors). ``predict(...,
-    unseen="population")`` runs inside this block; outside it ``-1`` is out of range and raises.
-    """
-    token = _population_codes.set(True)
-    try:
-        yield
-    finally:
-        _population_codes.reset(token)
-
-
-def population_codes_allowed() -> bool:
-    """Whether the code ``-1`` currently means the population level (see above)."""
-    return _population_codes.get()
 
 
 # ------------------------------------------------------------------------------ detection

@@ -1,6 +1,6 @@
 """The contracts every component meets, first-party or third-party.
 
-A component is looked up by name through :mod:`blayers_core.registry`; what the registry hands out
+A component is looked up by name through :mod:`blayers_core.contract.registry`; what the registry hands out
 satisfies one of these protocols. They are structural (``typing.Protocol``): a plugin needs no base
 class from blayers, only the right call signature.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from blayers_core._typing import Array, ArrayLike, GuideFn, ModelFn
+from blayers_core.contract._typing import Array, ArrayLike, GuideFn, ModelFn
 
 
 @runtime_checkable

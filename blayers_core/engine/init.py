@@ -21,8 +21,8 @@ from numpyro.distributions import Distribution
 from numpyro.infer import autoguide
 from numpyro.infer.svi import SVIState
 
-from blayers_core._typing import Array
-from blayers_core.compile_once import jit_once
+from blayers_core.contract._typing import Array
+from blayers_core.engine.compile_once import jit_once
 
 #: Guides whose ``init`` state is known to carry out of ``jit`` intact (exact types, not
 #: subclasses). Others (e.g. ``AutoLaplaceApproximation``, which keeps the model's arguments in a

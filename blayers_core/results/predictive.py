@@ -33,10 +33,10 @@ import numpy as np
 from numpyro import handlers
 from numpyro.distributions import CategoricalLogits, CategoricalProbs, Distribution
 
-from blayers_core._typing import ModelFn
-from blayers_core.data import check_row_array, padded_chunk
-from blayers_core.dry_run import dry_run
-from blayers_core.errors import DataError
+from blayers_core.contract._typing import ModelFn
+from blayers_core.contract.errors import DataError
+from blayers_core.engine.data import check_row_array, padded_chunk
+from blayers_core.engine.dry_run import dry_run
 
 #: Values (draws x rows x event) one chunk may hold on the device; sets the default ``chunk_rows``.
 CHUNK_ELEMENTS = 1 << 23

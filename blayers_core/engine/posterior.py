@@ -7,7 +7,7 @@ from typing import Any
 from numpyro.infer import Predictive
 from numpyro.infer.autoguide import AutoGuide
 
-from blayers_core._typing import Array, GuideFn
+from blayers_core.contract._typing import Array, GuideFn
 
 
 def draw_posterior(

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.primitives import Messenger
 
-from blayers_core._typing import Array
+from blayers_core.contract._typing import Array
 
 #: Largest block of consecutive (once-shuffled) rows moved together. Gathering whole blocks is
 #: what keeps a step near memory bandwidth on large data: at n=1M x d=100, batch 1024, blocks of

@@ -2,7 +2,7 @@
 
 A :class:`TrainingProgram` holds one ``numpyro.infer.SVI`` together with the batch schedule and the
 layout of the data (names, shapes and dtypes of the row arrays and array constants). It compiles
-three things once: the initialisation (:mod:`blayers_core.init`), a chunk of ``chunk_size``
+three things once: the initialisation (:mod:`blayers_core.engine.init`), a chunk of ``chunk_size``
 training steps inside ``jax.lax.scan``, and a finiteness check of the parameters. The data, the
 keys, the first step and the total number of steps are arguments of the compiled functions, not
 constants baked into them, so a new seed, new data of the same shapes or another ``num_steps``
@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.svi import SVIState
 
-from blayers_core._typing import Array
-from blayers_core.compile_once import jit_once
-from blayers_core.init import fast_init
-from blayers_core.minibatch import BatchSchedule, EpochTable, gather_blocks, padded_rows
+from blayers_core.contract._typing import Array
+from blayers_core.engine.compile_once import jit_once
+from blayers_core.engine.init import fast_init
+from blayers_core.engine.minibatch import BatchSchedule, EpochTable, gather_blocks, padded_rows
 
 #: Programs kept per process (each holds compiled executables and one SVI).
 PROGRAM_CACHE_SIZE = 16
@@ -169,7 +169,7 @@ class TrainingProgram:
     ) -> dict[str, Array]:
         """``num_samples`` draws of every latent site from the guide (compiled once per count)."""
         if num_samples not in self._draw:
-            from blayers_core.posterior import draw_posterior
+            from blayers_core.engine.posterior import draw_posterior
 
             def draw(key: Array, params: Any, rows: Any, constants: Any) -> dict[str, Array]:
                 data = {**rows, **constants, **self.static_constants}

@@ -12,18 +12,18 @@ import jax
 import numpy as np
 from numpyro.infer import SVI
 
-from blayers_core._typing import Array, GuideFn, ModelFn
-from blayers_core.checkpoint import Checkpointer, CheckpointError, data_fingerprint
-from blayers_core.data import split_rows_and_constants
-from blayers_core.dry_run import dry_run
-from blayers_core.errors import DataError
-from blayers_core.frames import DataEncoder, encode_fit_data
-from blayers_core.minibatch import BatchSchedule
-from blayers_core.program import TrainingProgram
-from blayers_core.protocols import Loss, MinibatchLoss
-from blayers_core.registry import check_protocol, get_registry
-from blayers_core.results import FitResult
-from blayers_core.runner import (
+from blayers_core.api.result import FitResult
+from blayers_core.contract._typing import Array, GuideFn, ModelFn
+from blayers_core.contract.errors import DataError
+from blayers_core.contract.protocols import Loss, MinibatchLoss
+from blayers_core.contract.registry import check_protocol, get_registry
+from blayers_core.engine.checkpoint import Checkpointer, CheckpointError, data_fingerprint
+from blayers_core.engine.data import split_rows_and_constants
+from blayers_core.engine.dry_run import dry_run
+from blayers_core.engine.mcmc import fit_nuts
+from blayers_core.engine.minibatch import BatchSchedule
+from blayers_core.engine.program import TrainingProgram
+from blayers_core.engine.runner import (
     DEFAULT_CHUNK_SIZE,
     NonFiniteLossError,
     PreparedData,
@@ -32,6 +32,7 @@ from blayers_core.runner import (
     resolve_num_steps,
     train,
 )
+from blayers_core.io.frames import DataEncoder, encode_fit_data
 
 #: Steps when neither ``num_steps`` nor ``num_epochs`` is given.
 DEFAULT_NUM_STEPS = 2000
@@ -167,11 +168,11 @@ def fit(
         model: a NumPyro model called as ``model(**data)``.
         data: the data as a mapping (added to ``**data_kwargs``), or a pandas or polars
             DataFrame: model arguments named like a column get that column, numbers as
-            ``float32``, categories as ``int32`` codes (see :mod:`blayers_core.frames`); the
+            ``float32``, categories as ``int32`` codes (see :mod:`blayers_core.io.frames`); the
             result keeps the encoder (``result.levels``, ``result.predict(data=new_df)``).
         columns: with a DataFrame, ``{"x": ["age", "bmi"], "g": "group"}`` maps an argument to
             a list of columns (an ``(n, k)`` matrix) or one column (``(n,)``); or a
-            :class:`~blayers_core.frames.DataEncoder` built beforehand with ``from_frame``.
+            :class:`~blayers_core.io.frames.DataEncoder` built beforehand with ``from_frame``.
         method: ``"vi"`` (minibatch SVI) or ``"nuts"`` (NUTS on the full data).
         loss: a loss name (``"batched_elbo"``, ``"trace_elbo"``, ...) or a loss object.
         guide: a guide name (``"auto_normal"``, ...) or a guide built on ``model``.
@@ -208,10 +209,8 @@ def fit(
     if not isinstance(num_samples, int | np.integer) or num_samples < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
     if method == "nuts":
-        from blayers_core.mcmc import fit_nuts
-
         observed = dry_run(model, split.rows, split.constants, seed=seed).observed_sites
-        nuts_result = fit_nuts(
+        nuts = fit_nuts(
             model,
             split,
             observed,
@@ -221,7 +220,21 @@ def fit(
             seed=seed,
             progress_bar=progress_bar,
         )
-        return attrs.evolve(nuts_result, encoder=encoder)
+        return FitResult(
+            model=model,
+            guide=None,
+            params={},
+            losses=np.zeros(0, dtype=np.float32),
+            posterior_samples=nuts.posterior_samples,
+            observed_sites=observed,
+            constants=split.constants,
+            num_rows=split.num_rows,
+            method="nuts",
+            mcmc=nuts.mcmc,
+            num_chains=nuts.num_chains,
+            components=nuts.components,
+            encoder=encoder,
+        )
     if method != "vi":
         raise ValueError(f"method must be 'vi' or 'nuts', got {method!r}")
     if batch_size is not None and (not isinstance(batch_size, int | np.integer) or batch_size < 1):

@@ -1,6 +1,6 @@
 """Figures of a fit: the loss curve and a forest plot of the coefficients with intervals.
 
-matplotlib is optional (``pip install "blayers[plots]"``) and imported when a plot is made. The
+matplotlib is optional (``pip install "blayers-core[plots]"``) and imported when a plot is made. The
 forest plot is drawn by ArviZ's ``plot_forest`` (highest-density intervals) when ArviZ 0.x is
 installed, and by matplotlib (central quantile intervals) otherwise or with ``backend="matplotlib"``.
 """
@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from blayers_core.summary import element_labels, percent_label, select_sites, summarize
+from blayers_core.results.summary import element_labels, percent_label, select_sites, summarize
 
 if TYPE_CHECKING:
-    from blayers_core.results import FitResult
+    from blayers_core.api.result import FitResult
 
 #: More forest rows than this need an explicit ``sites=`` (a forest of 10 000 rows is unreadable).
 MAX_FOREST_ROWS = 200
-INSTALL_HINT = 'pip install "blayers[plots]"'
+INSTALL_HINT = 'pip install "blayers-core[plots]"'
 
 
 def pyplot() -> Any:
@@ -160,7 +160,7 @@ def _arviz_forest_available(backend: str) -> bool:
     except ImportError:
         if backend == "arviz":
             raise ImportError(
-                'backend="arviz" needs ArviZ, an optional dependency: pip install "blayers[arviz]"'
+                'backend="arviz" needs ArviZ, an optional dependency: pip install "blayers-core[arviz]"'
             ) from None
         return False
     if int(str(az.__version__).split(".")[0]) >= 1:  # 1.x plots through arviz-plots, without ax=
@@ -178,7 +178,7 @@ def _arviz_forest(
 ) -> Any:
     import arviz as az
 
-    from blayers_core.arviz_export import variable_name
+    from blayers_core.io.arviz_export import variable_name
 
     data = result.to_arviz()
     axes = az.plot_forest(  # type: ignore[no-untyped-call]

@@ -24,16 +24,16 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
-from blayers_core._typing import ModelFn
-from blayers_core.data import padded_chunk
-from blayers_core.dry_run import dry_run
-from blayers_core.errors import DataError
-from blayers_core.predictive import CHUNK_ELEMENTS, check_prediction_rows
+from blayers_core.contract._typing import ModelFn
+from blayers_core.contract.errors import DataError
+from blayers_core.engine.data import padded_chunk
+from blayers_core.engine.dry_run import dry_run
+from blayers_core.results.predictive import CHUNK_ELEMENTS, check_prediction_rows
 
 if TYPE_CHECKING:
-    from blayers_core.results import FitResult
+    from blayers_core.api.result import FitResult
 
-INSTALL_HINT = 'pip install "blayers[arviz]"'
+INSTALL_HINT = 'pip install "blayers-core[arviz]"'
 
 
 def import_arviz() -> Any:

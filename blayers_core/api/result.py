@@ -1,7 +1,7 @@
 """What ``fit`` returns: fitted parameters, the loss history, posterior draws, and what to do with
-them. The work is done in small modules: :mod:`blayers_core.predictive` (``predict``),
-:mod:`blayers_core.summary`, :mod:`blayers_core.arviz_export`, :mod:`blayers_core.plots` and
-:mod:`blayers_core.persistence` (``save``/``load``)."""
+them. The work is done in small modules: :mod:`blayers_core.results.predictive` (``predict``),
+:mod:`blayers_core.results.summary`, :mod:`blayers_core.io.arviz_export`, :mod:`blayers_core.io.plots` and
+:mod:`blayers_core.io.persistence` (``save``/``load``)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
-from blayers_core import predictive
-from blayers_core._typing import Array, GuideFn, ModelFn
-from blayers_core.frames import DataEncoder, Level, Unseen, predict_from_data
-from blayers_core.predictive import Predictions
-from blayers_core.summary import summarize
+from blayers_core.contract._typing import Array, GuideFn, ModelFn
+from blayers_core.io.frames import DataEncoder, Level, Unseen, predict_from_data
+from blayers_core.results import predictive
+from blayers_core.results.predictive import Predictions
+from blayers_core.results.summary import summarize
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,7 +107,7 @@ class FitResult:
             quantiles: explicit quantile levels instead of ``interval`` (``()`` for none).
             return_draws: keep the ``(num_samples, n, ...)`` draws on the result.
             chunk_rows: rows per compiled chunk (default: about 8M values per chunk).
-            data: a DataFrame (encoded as in training; see :mod:`blayers_core.frames`) or a
+            data: a DataFrame (encoded as in training; see :mod:`blayers_core.io.frames`) or a
                 mapping of the model's arguments.
             unseen: ``"error"`` (default) raises on a categorical level not seen in training;
                 ``"population"`` predicts such rows at the population level.
@@ -172,23 +172,23 @@ class FitResult:
         **data: Any,
     ) -> Any:
         """An ArviZ ``InferenceData`` (ArviZ 0.x) or ``DataTree`` (1.x); see
-        :func:`blayers_core.arviz_export.to_arviz`. Pass the training data (target included) to
+        :func:`blayers_core.io.arviz_export.to_arviz`. Pass the training data (target included) to
         add ``observed_data``, ``log_likelihood`` and ``posterior_predictive`` for ``az.loo``."""
-        from blayers_core.arviz_export import to_arviz
+        from blayers_core.io.arviz_export import to_arviz
 
         return to_arviz(self, seed=seed, chunk_rows=chunk_rows, coords=coords, dims=dims, **data)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fit to one ``.npz`` file without pickle (draws, parameters, losses, component
         names and configs, constants); read it back with :func:`blayers_core.load`."""
-        from blayers_core.persistence import save
+        from blayers_core.io.persistence import save
 
         return save(self, path)
 
     def plot(self, path: str | os.PathLike[str] | None = None, **options: Any) -> Any:
         """The loss curve and a forest plot in one figure, written to ``path`` when given; see
-        :func:`blayers_core.plots.plot_result` for ``sites=``, ``labels=``, ``interval=``."""
-        from blayers_core.plots import plot_result
+        :func:`blayers_core.io.plots.plot_result` for ``sites=``, ``labels=``, ``interval=``."""
+        from blayers_core.io.plots import plot_result
 
         return plot_result(self, path, **options)
 

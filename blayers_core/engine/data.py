@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blayers_core.errors import DataError
+from blayers_core.contract.errors import DataError
 
 
 def _is_array(value: Any) -> bool:
