@@ -28,6 +28,9 @@ from blayers_plugins.losses import LOSSES, Batched_Trace_ELBO
 from blayers_plugins.optimizers import OPTIMIZERS
 from blayers_plugins.reparam import autoreparam, autoreshape
 
+#: The plugin API version (blayers_core.plugin.PLUGIN_API_VERSION) this plugin targets.
+BLAYERS_PLUGIN_API = 1
+
 
 def _register_all(
     register: Register, table: Mapping[str, Callable[..., Any] | tuple[Callable[..., Any], str]]

@@ -25,6 +25,8 @@ from blayers_robust.layers import StudentTPriorLayer
 from blayers_robust.links import RobustStudentTLink
 
 __version__ = "0.1.0"
+#: The plugin API version (blayers_core.plugin.PLUGIN_API_VERSION) this plugin targets.
+BLAYERS_PLUGIN_API = 1
 
 
 @hookimpl
