@@ -23,6 +23,7 @@ from blayers_core.contract.errors import (
     AmbiguousComponentError,
     ComponentNotFoundError,
     DataError,
+    PluginConflictError,
     PluginError,
     PluginWarning,
     ResultFileError,
@@ -50,13 +51,14 @@ from blayers_core.contract.registry import (
     optimizer,
     plugin_failures,
 )
+from blayers_core.contract.scaling import multiply_scale
 from blayers_core.contract.shapes import align_to_target, layer_input
 from blayers_core.contract.version import __version__
 from blayers_core.engine.checkpoint import CheckpointError
 from blayers_core.engine.compilation_cache import enable_compilation_cache, enable_from_environment
 from blayers_core.engine.data import SplitData, split_rows_and_constants
 from blayers_core.engine.mcmc import SamplingWarning
-from blayers_core.engine.minibatch import BatchSchedule, multiply_scale, padded_rows
+from blayers_core.engine.minibatch import BatchSchedule, padded_rows
 from blayers_core.engine.runner import NonFiniteLossError, svi_run_batched
 from blayers_core.io.frames import DataEncoder
 from blayers_core.io.plots import plot_forest, plot_loss, plot_result
@@ -81,6 +83,7 @@ __all__ = [
     "MinibatchLoss",
     "NonFiniteLossError",
     "OptimizerFactory",
+    "PluginConflictError",
     "PluginError",
     "PluginFailure",
     "PluginWarning",

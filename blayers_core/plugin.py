@@ -10,11 +10,17 @@ A plugin is a module named by an entry point in the ``blayers.plugins`` group::
     def register_layers(register):
         register("student_t_prior", StudentTLayer)
 
+A layer or a link subclasses :class:`BaseLayer` or :class:`BaseLink` and writes only its math;
+the base's final ``__call__`` scopes its sites under the layer's (link's) name and checks inputs,
+rows and output shapes. The validators check constructor arguments (attrs ``validator=``),
+naming the argument; :func:`check_data` checks data values before anything is compiled.
+
 Everything else in ``blayers_core`` may change between versions; this module is the contract.
 """
 
 from __future__ import annotations
 
+from blayers_core.contract.bases import BaseLayer, BaseLink
 from blayers_core.contract.checks import check_data
 from blayers_core.contract.errors import DataError, PluginError
 from blayers_core.contract.hookspecs import ENTRY_POINT_GROUP, Register, hookimpl
@@ -31,13 +37,27 @@ from blayers_core.contract.protocols import (
     MinibatchLoss,
     OptimizerFactory,
 )
+from blayers_core.contract.scaling import multiply_scale
 from blayers_core.contract.shapes import align_to_target, layer_input
+from blayers_core.contract.validators import (
+    boolean,
+    loc_scale_family,
+    positive_int,
+    positive_number,
+    positive_number_or_none,
+    positive_prior,
+    real_prior,
+    site_name,
+    unit_interval_prior,
+)
 from blayers_core.contract.version import PLUGIN_API_VERSION
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PLUGIN_API_VERSION",
     "POPULATION_CODE",
+    "BaseLayer",
+    "BaseLink",
     "DataError",
     "GuideFactory",
     "Layer",
@@ -49,8 +69,18 @@ __all__ = [
     "Register",
     "align_to_target",
     "allow_population_codes",
+    "boolean",
     "check_data",
     "hookimpl",
     "layer_input",
+    "loc_scale_family",
+    "multiply_scale",
     "population_codes_allowed",
+    "positive_int",
+    "positive_number",
+    "positive_number_or_none",
+    "positive_prior",
+    "real_prior",
+    "site_name",
+    "unit_interval_prior",
 ]

@@ -16,7 +16,8 @@ import numpyro.distributions as dist
 import pytest
 from helpers import site_summary
 
-from blayers_core import fit, runner
+from blayers_core import fit
+from blayers_core.engine import runner
 from blayers_core.engine.checkpoint import Checkpointer
 from blayers_core.engine.mcmc import SamplingWarning
 from blayers_core.engine.program import TrainingProgram

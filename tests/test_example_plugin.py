@@ -1,8 +1,11 @@
-"""End to end: the example third-party plugin, built as a wheel and installed in a fresh venv.
+"""End to end: the example third-party plugins, built as wheels and installed in a fresh venv.
 
-``examples/robust_plugin`` (distribution ``blayers-robust``, entry point ``robust``) is built with
-the running interpreter, installed with ``pip --no-deps --no-index`` into a virtual environment
-created in ``tmp_path``, and exercised from a new process running that environment's Python. The
+``examples/robust_plugin`` (distribution ``blayers-robust``, entry point ``robust``) and the plugin
+template ``examples/plugin_template`` (``blayers-laplace``, entry point ``laplace``) are built with
+the running interpreter, installed with ``pip --no-index`` *with* their dependencies into a virtual
+environment created in ``tmp_path``, and exercised from a new process running that environment's
+Python. Their documented dependency line, ``blayers-core``, must resolve to this project, installed
+in the parent environment: with ``--no-index`` any other requirement would fail to install. The
 new environment sees this one's packages (jax, numpyro, the editable blayers) through a ``.pth``
 file that calls ``site.addsitedir`` on every site-packages directory of this interpreter, so the
 editable install's own ``.pth`` files are processed there too; nothing is downloaded.
@@ -31,6 +34,7 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = REPO_ROOT / "examples" / "robust_plugin"
+TEMPLATE_DIR = REPO_ROOT / "examples" / "plugin_template"
 TRUE_BETA = [1.0, -2.0, 0.5]
 
 # Run in the fresh venv: the plugin is found by name, a model built from it is fitted, and the
@@ -114,8 +118,14 @@ DISABLED_SCRIPT = textwrap.dedent(
 )
 
 
-def _run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 180) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+def _run(
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 180,
+    cwd: Path | None = None,
+) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
     if proc.returncode != 0:
         pytest.fail(
             f"command failed ({proc.returncode}): {' '.join(cmd)}\n"
@@ -152,7 +162,7 @@ def _installed_here() -> bool:
 
 @pytest.fixture(scope="module")
 def robust_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the example plugin's wheel installed; returns its Python."""
+    """A fresh venv with the two example plugins' wheels installed; returns its Python."""
     pytest.importorskip("hatchling", reason="building the example plugin needs hatchling")
     tmp = tmp_path_factory.mktemp("robust_plugin")
     env = _child_env()
@@ -171,10 +181,12 @@ def robust_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-w",
             str(wheels),
             str(PLUGIN_DIR),
+            str(TEMPLATE_DIR),
         ],
         env=env,
     )
-    (wheel,) = wheels.glob("blayers_robust-*.whl")
+    built = sorted(str(w) for w in wheels.glob("blayers_*.whl"))
+    assert len(built) == 2, built
 
     # A bare venv; pip comes from this environment through the .pth below (no ensurepip, no
     # network), and installs into the new venv because it runs under the new venv's Python.
@@ -193,7 +205,7 @@ def robust_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (purelib / "00_parent_environment.pth").write_text("\n".join(lines) + "\n")
 
     _run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
+        [str(python), "-m", "pip", "install", "--no-index", "--quiet", *built],
         env=env,
     )
     return python
@@ -257,3 +269,60 @@ def test_blayers_plugins_empty_disables_the_plugin(robust_venv: Path) -> None:
     assert "no layer named 'student_t_prior'" in errors["student_t_prior"]
     assert "BLAYERS_PLUGINS" in errors["robust:student_t_prior"]
     assert "no link named 'robust_student_t'" in errors["robust_student_t"]
+
+
+# Run in the fresh venv: the template plugin's components by name, on data with known
+# coefficients and Laplace noise with a few gross outliers (a median regression ignores them).
+TEMPLATE_FIT_SCRIPT = textwrap.dedent(
+    """
+    import json
+
+    import numpy as np
+
+    from blayers_core import components, fit, layer, link
+
+    coef, lik = layer("laplace_prior", scale=2.0), link("laplace:laplace")
+
+    def model(x, y=None):
+        return lik(coef("beta", x), y)
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 2))
+    y = x @ np.array([1.5, -0.5]) + rng.laplace(scale=0.3, size=400)
+    y[:8] += 30.0
+    result = fit(model, x=x, y=y, num_steps=1500, batch_size=100, seed=0, progress_bar=False)
+    draws = result.posterior_samples
+    print(json.dumps({
+        "distributions": sorted({c.distribution for c in components()}),
+        "beta_mean": np.asarray(draws["beta/beta"]).mean(axis=0).ravel().tolist(),
+        "scale_mean": float(np.mean(draws["obs/scale"])),
+        # the Laplace scale's maximum-likelihood estimate at the true coefficients
+        "scale_mle": float(np.mean(np.abs(y - x @ np.array([1.5, -0.5])))),
+        "types": [type(coef).__name__, type(lik).__name__],
+    }))
+    """
+)
+
+
+def test_template_plugin_passes_its_own_conformance_tests_in_fresh_venv(
+    robust_venv: Path,
+) -> None:
+    """The template's test suite (the conformance kit, one test per component and check) passes
+    where the template is installed from its wheel, beside this project."""
+    out = _run(
+        [str(robust_venv), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        env={**_child_env(), "PYTHONPATH": ""},
+        cwd=TEMPLATE_DIR,
+        timeout=600,
+    )
+    assert " passed" in out and "failed" not in out, out
+
+
+def test_template_plugin_used_by_name_recovers_known_coefficients(robust_venv: Path) -> None:
+    out = _last_json_line(_run([str(robust_venv), "-c", TEMPLATE_FIT_SCRIPT], env=_child_env()))
+    assert {"blayers-core", "blayers-laplace", "blayers-robust"} <= set(out["distributions"])
+    assert out["types"] == ["LaplacePriorLayer", "LaplaceLink"]
+    for got, want in zip(out["beta_mean"], [1.5, -0.5], strict=True):
+        assert abs(got - want) < 0.15, out["beta_mean"]
+    # The scale's posterior mean is near its closed-form MLE, mean |y - x beta| (0.3 + outliers).
+    assert abs(out["scale_mean"] / out["scale_mle"] - 1) < 0.1, out

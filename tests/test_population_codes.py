@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from numpyro import handlers
 
-from blayers_core import allow_population_codes, population_codes_allowed
+from blayers_core import FitResult, allow_population_codes, population_codes_allowed, sample_prior
 from blayers_plugins import (
     AR1Layer,
     EmbeddingLayer,
@@ -22,6 +22,7 @@ from blayers_plugins import (
     RandomEffectsLayer,
     RandomSlopesLayer,
     RandomWalkLayer,
+    gaussian_link_exp,
 )
 
 P = -1
@@ -145,3 +146,49 @@ def test_traced_population_codes_are_nan_outside_the_block_and_zero_inside() -> 
         assert np.isnan(outside[has_population]).all()
         assert np.isfinite(inside).all()
         np.testing.assert_array_equal(outside[~has_population], inside[~has_population])
+
+
+@pytest.mark.parametrize("population_first", [False, True], ids=["seen-first", "population-first"])
+def test_predict_at_the_population_level_in_either_order(population_first) -> None:
+    """``predict(..., unseen="population")`` after an ordinary ``predict`` of the same shapes, and
+    the other way round: a program compiled outside ``allow_population_codes()`` must not serve a
+    call inside it (the unseen rows would be NaN), nor the other way round.
+
+    The model's mean is the random effect alone, so an unseen row's mean is exactly 0 and a seen
+    row's is the same whichever call came first."""
+    effects = RandomEffectsLayer(num_categories=3)
+
+    def model(g, y=None):  # a new function for each order: the caches start empty
+        return gaussian_link_exp(effects("g", g), y)
+
+    codes = np.array([0, 1, 2, 1, 0, 2], dtype=np.int32)
+    unseen = np.where(np.arange(6) < 2, P, codes).astype(np.int32)
+    prior = sample_prior(model, num_samples=20, seed=0, g=codes)
+    result = FitResult(
+        model=model,
+        guide=None,
+        params={},
+        losses=np.zeros(0),
+        posterior_samples={k: v for k, v in prior.items() if k != "obs"},
+        observed_sites=("obs",),
+        constants={},
+        num_rows=len(codes),
+    )
+
+    def seen():
+        return result.predict(g=codes, kind="mean", quantiles=()).mean
+
+    def population():
+        return result.predict(g=unseen, kind="mean", quantiles=(), unseen="population").mean
+
+    if population_first:
+        at_population, known = population(), seen()
+    else:
+        known, at_population = seen(), population()
+    assert np.isfinite(at_population).all()
+    np.testing.assert_array_equal(at_population[:2], 0.0)
+    np.testing.assert_allclose(at_population[2:], known[2:], rtol=1e-6)
+    theta = np.asarray(prior["g/theta"])[..., 0]  # (draws, levels)
+    np.testing.assert_allclose(known, theta[:, codes].mean(0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="outside their range"):
+        result.predict(g=unseen, kind="mean")  # and outside the block, -1 still raises

@@ -2,7 +2,8 @@
 
 Each test builds its own :class:`Registry` over a folder of ``*.dist-info`` directories, so nothing
 depends on what is installed in the real site-packages. The first-party plugin is represented by a
-fake ``blayers`` distribution whose entry point names the real ``blayers_plugins`` module.
+fake ``blayers-core`` distribution whose entry point ``blayers`` names the real ``blayers_plugins``
+module. Fake plugin modules declare ``BLAYERS_PLUGIN_API = 1`` unless a test says otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,12 @@ import pytest
 from blayers_core import (
     AmbiguousComponentError,
     ComponentNotFoundError,
+    PluginConflictError,
     PluginError,
     PluginWarning,
     Registry,
 )
+from blayers_core.plugin import PLUGIN_API_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,17 +51,32 @@ class FakeSite:
         self.root = root
         monkeypatch.syspath_prepend(str(root))
 
-    def add(self, dist: str, plugins: dict[str, str], version: str = "1.0") -> dict[str, str]:
-        """Install ``dist`` with one entry point per plugin; returns plugin -> module name."""
+    def add(
+        self,
+        dist: str,
+        plugins: dict[str, str],
+        version: str = "1.0",
+        *,
+        api: object = PLUGIN_API_VERSION,
+        site_dir: Path | None = None,
+    ) -> dict[str, str]:
+        """Install ``dist`` with one entry point per plugin; returns plugin -> module name.
+
+        Each module ends with ``BLAYERS_PLUGIN_API = <api>``, or declares nothing if ``api`` is
+        None. ``site_dir`` puts the dist-info in another folder (the module stays importable).
+        """
         modules = {}
         lines = ["[blayers.plugins]"]
         for plugin, source in plugins.items():
             module = f"fake_{plugin}_{uuid.uuid4().hex[:8]}"  # fresh: sys.modules caches imports
-            (self.root / f"{module}.py").write_text(textwrap.dedent(source))
+            text = textwrap.dedent(source)
+            if api is not None:
+                text += f"\nBLAYERS_PLUGIN_API = {api!r}\n"
+            (self.root / f"{module}.py").write_text(text)
             lines.append(f"{plugin} = {module}")
             modules[plugin] = module
-        info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
+        info = (site_dir or self.root) / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
         return modules
@@ -300,8 +319,6 @@ def test_misspelt_hook_fails_the_plugin_loudly(site: FakeSite) -> None:
 
 
 def test_warnings_as_errors_do_not_leave_the_registry_half_loaded(site: FakeSite) -> None:
-    import warnings
-
     site.add("squatter", {"sq": layer_plugin("adaptive", "mine")})
     registry = site.registry()
     with warnings.catch_warnings():
@@ -314,9 +331,162 @@ def test_warnings_as_errors_do_not_leave_the_registry_half_loaded(site: FakeSite
     assert len(registry.failures()) == 1
 
 
-def test_two_distributions_cannot_share_a_plugin_name(site: FakeSite) -> None:
+@pytest.mark.parametrize("real, hijacker", [("aaa-real", "zzz-hijack"), ("zzz-real", "aaa-hijack")])
+def test_a_plugin_name_declared_by_two_distributions_is_unusable(
+    site: FakeSite, real: str, hijacker: str
+) -> None:
+    """Neither wins, whichever sorts first: every name of theirs raises, naming both."""
+    site.add(real, {"same": layer_plugin("ridge", "shared")}, "1.0")
+    site.add(hijacker, {"same": layer_plugin("shared", "evil")}, "6.6")
+    site.add("other", {"other": layer_plugin("shared", "unrelated")})
+    registry = site.registry()
+    with pytest.warns(PluginWarning) as record:
+        registry.components()
+    warned = [str(w.message) for w in record]
+    assert warned and all(real in m and hijacker in m for m in warned), warned
+    assert not {c.plugin for c in registry.components()} & {"same"}
+    for name in ("same:ridge", "same:evil", "same:nothing", "ridge", "evil"):
+        with pytest.raises(PluginConflictError) as info:
+            registry.get("layer", name)
+        message = str(info.value)
+        assert f"'{real}' 1.0" in message and f"'{hijacker}' 6.6" in message, message
+        assert f"pip uninstall {real}" in message and f"pip uninstall {hijacker}" in message
+        assert "'same'" in message
+    # A bare name they share with an unaffected plugin is unusable too, and says what still works.
+    with pytest.raises(PluginConflictError, match="'other:shared' is unaffected"):
+        registry.get("layer", "shared")
+    assert registry.get("layer", "other:shared").plugin == "other"
+    assert registry.get("layer", "unrelated").plugin == "other"
+    assert registry.get("layer", "adaptive").first_party
+    failures = {(f.plugin, f.distribution) for f in registry.failures()}
+    assert failures == {("same", real), ("same", hijacker)}
+    assert all(isinstance(f.error, PluginConflictError) for f in registry.failures())
+
+
+def test_conflict_error_is_a_lookup_and_a_plugin_error() -> None:
+    assert issubclass(PluginConflictError, AmbiguousComponentError)
+    assert issubclass(PluginConflictError, PluginError)
+
+
+def test_naming_one_distribution_in_the_environment_settles_a_conflict(site: FakeSite) -> None:
     site.add("aaa", {"same": layer_plugin("ridge")})
     site.add("bbb", {"same": layer_plugin("lasso")})
+    registry = site.registry({"BLAYERS_PLUGINS": "bbb"})
+    assert registry.get("layer", "same:lasso").distribution == "bbb"
+    with pytest.raises(ComponentNotFoundError):
+        registry.get("layer", "ridge")
+    assert registry.failures() == []
+
+
+def test_a_third_party_plugin_cannot_take_the_first_party_plugin_name(site: FakeSite) -> None:
+    site.add("impostor", {"blayers": layer_plugin("adaptive", "backdoor")})
     registry = site.registry()
-    with pytest.warns(PluginWarning, match="'same' is already taken by distribution 'aaa'"):
-        assert registry.get("layer", "same:ridge").distribution == "aaa"
+    with pytest.warns(PluginWarning, match=r"'impostor'.*reserved.*pip uninstall impostor"):
+        registry.components()
+    adaptive = registry.get("layer", "adaptive")
+    assert adaptive.first_party and adaptive.distribution == "blayers-core"
+    assert registry.get("layer", "blayers:adaptive") is adaptive
+    with pytest.raises(ComponentNotFoundError):
+        registry.get("layer", "backdoor")
+    with pytest.raises(ComponentNotFoundError):
+        registry.get("layer", "blayers:backdoor")
+    (failure,) = registry.failures()
+    assert (failure.plugin, failure.distribution) == ("blayers", "impostor")
+
+
+def test_the_first_party_plugin_name_is_reserved_even_without_first_party(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = FakeSite(tmp_path, monkeypatch)
+    bare.add("impostor", {"blayers": layer_plugin("ridge")})
+    registry = bare.registry()
+    with pytest.warns(PluginWarning, match="reserved"):
+        assert registry.components() == []
+
+
+def test_the_same_distribution_twice_on_the_path_is_not_a_conflict(
+    site: FakeSite, tmp_path: Path
+) -> None:
+    editable = tmp_path / "editable"
+    site.add("Acme.Layers", {"acme": layer_plugin("ridge")}, "2.0", site_dir=editable)
+    site.add("acme_layers", {"acme": layer_plugin("ridge")}, "1.0")
+    registry = Registry(search_path=[str(editable), str(site.root)], environ={})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginWarning)  # no clash is reported
+        ridge = registry.get("layer", "acme:ridge")
+    assert (ridge.distribution, ridge.version) == ("Acme.Layers", "2.0")  # first on the path
+    assert registry.get("layer", "ridge") is ridge
+    assert registry.failures() == []
+
+
+def test_first_party_distribution_name_is_compared_normalized(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeSite(tmp_path, monkeypatch)
+    info = tmp_path / "Blayers_Core-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: Blayers_Core\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[blayers.plugins]\nblayers = blayers_plugins\n")
+    assert fake.registry().get("layer", "adaptive").first_party
+
+
+def test_a_plugin_that_declares_no_api_version_is_skipped(site: FakeSite) -> None:
+    site.add("old-dist", {"old": layer_plugin("ridge")}, "0.3", api=None)
+    registry = site.registry()
+    with pytest.warns(
+        PluginWarning,
+        match=r"plugin 'old' \(distribution 'old-dist' 0\.3\) does not declare.*"
+        r"BLAYERS_PLUGIN_API = 1",
+    ):
+        registry.components()
+    with pytest.raises(ComponentNotFoundError, match="does not declare") as info:
+        registry.get("layer", "ridge")
+    assert isinstance(info.value.__cause__, PluginError)
+    (failure,) = registry.failures()
+    assert (failure.plugin, failure.distribution, failure.component) == ("old", "old-dist", None)
+
+
+@pytest.mark.parametrize(
+    "api, advice",
+    [
+        (PLUGIN_API_VERSION + 1, "upgrade blayers-core"),
+        (PLUGIN_API_VERSION - 1, "upgrade new-dist"),
+        ("1", "BLAYERS_PLUGIN_API must be an int"),
+    ],
+)
+def test_a_plugin_that_targets_another_api_version_is_skipped(
+    site: FakeSite, api: object, advice: str
+) -> None:
+    site.add("new-dist", {"new": layer_plugin("ridge")}, "4.0", api=api)
+    site.add("fine-dist", {"fine": layer_plugin("lasso")})
+    registry = site.registry()
+    expected = (
+        rf"plugin 'new' \(distribution 'new-dist' 4\.0\) targets plugin API {api!r}, "
+        rf"but blayers-core \S+ provides plugin API {PLUGIN_API_VERSION}; {advice}"
+    )
+    with pytest.warns(PluginWarning, match=expected):
+        registry.components()
+    with pytest.raises(ComponentNotFoundError, match=expected) as info:
+        registry.get("layer", "new:ridge")
+    assert isinstance(info.value.__cause__, PluginError)
+    assert registry.get("layer", "lasso").plugin == "fine"  # a plugin that targets it loads
+
+
+def test_the_api_version_may_sit_on_the_module_of_an_object_entry_point(site: FakeSite) -> None:
+    source = """
+    from blayers_core import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def register_layers(self, register):
+            register("ridge", Plugin)
+
+        def __call__(self, name, x):
+            return x
+
+    plugin = Plugin()
+    """
+    modules = site.add("obj-dist", {"obj": source})
+    entry_points = site.root / "obj_dist-1.0.dist-info" / "entry_points.txt"
+    entry_points.write_text(f"[blayers.plugins]\nobj = {modules['obj']}:plugin\n")
+    assert site.registry().get("layer", "obj:ridge").distribution == "obj-dist"

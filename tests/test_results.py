@@ -97,7 +97,7 @@ def test_to_arviz_without_the_target_says_what_is_missing():
 
 def test_to_arviz_without_arviz_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "arviz", None)  # makes `import arviz` raise ImportError
-    with pytest.raises(ImportError, match=r'pip install "blayers\[arviz\]"'):
+    with pytest.raises(ImportError, match=r'pip install "blayers-core\[arviz\]"'):
         hand_result("gaussian").to_arviz()
 
 

@@ -21,6 +21,14 @@ class PluginError(RuntimeError):
     """A plugin, or one of its components, failed to load or broke its protocol."""
 
 
+class PluginConflictError(AmbiguousComponentError, PluginError):
+    """Several distributions declare the same plugin name, so none of them is loaded.
+
+    Raised when a name under that plugin's prefix, or a bare name one of them registers, is looked
+    up; the message names the plugin and every distribution, and how to resolve the clash.
+    """
+
+
 class PluginWarning(UserWarning):
     """A plugin or component was skipped; the message names it and says why."""
 

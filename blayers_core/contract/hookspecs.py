@@ -1,9 +1,12 @@
 """The plugin hooks: one per component kind, each handed a ``register`` callback.
 
 A plugin is any module (or object) named by an entry point in the ``blayers.plugins`` group. It
-implements some of these hooks with :data:`hookimpl`::
+declares the plugin API version it targets and implements some of these hooks with
+:data:`hookimpl`::
 
-    from blayers_core import hookimpl
+    from blayers_core.plugin import hookimpl
+
+    BLAYERS_PLUGIN_API = 1  # blayers_core.plugin.PLUGIN_API_VERSION
 
     @hookimpl
     def register_layers(register):
@@ -12,6 +15,14 @@ implements some of these hooks with :data:`hookimpl`::
 ``register(name, factory, *, description=None)`` records one component. ``factory(**config)``
 builds it: a class (attrs classes validate their arguments there) or a function. The description
 defaults to the first line of the factory's docstring.
+
+The entry point's name is the plugin name, the prefix of its components' qualified names
+(``my_plugin:my_layer``). It must be unique in an environment: if several distributions declare
+it, none of them is loaded and its names raise
+:class:`~blayers_core.contract.errors.PluginConflictError`; ``blayers`` is reserved for the
+first-party plugin. A plugin that does not set ``BLAYERS_PLUGIN_API``, or sets another version than
+:data:`~blayers_core.contract.version.PLUGIN_API_VERSION`, is skipped with a warning naming both
+versions.
 """
 
 from __future__ import annotations

@@ -1,15 +1,29 @@
 """The entry-point registry: finds plugins, collects their components, resolves names.
 
-Plugins are found through one entry-point group, ``blayers.plugins``. The first-party plugins that
-ship with blayers (distribution ``blayers``) are found the same way, never imported by name.
-Each plugin implements the hooks of :mod:`blayers_core.contract.hookspecs`; every component it registers
-gets a qualified name ``<plugin>:<name>`` where ``<plugin>`` is the entry point's name.
+Plugins are found through one entry-point group, ``blayers.plugins``. The first-party plugin that
+ships with blayers (entry point ``blayers`` of distribution ``blayers-core``) is found the same way,
+never imported by name. Each plugin implements the hooks of
+:mod:`blayers_core.contract.hookspecs`; every component it registers gets a qualified name
+``<plugin>:<name>`` where ``<plugin>`` is the entry point's name.
 
 Rules
 -----
 * The bare name works when exactly one plugin registers it; otherwise the qualified name is needed.
-* First-party names are reserved: a third-party plugin that registers one is refused with a
-  :class:`~blayers_core.contract.errors.PluginWarning`; its other components still load.
+* A plugin name belongs to one distribution. When several distributions declare the same entry-point
+  name, none of them is loaded (a :class:`~blayers_core.contract.errors.PluginWarning` names them
+  all), and looking up any name under that prefix, or a bare name one of them registers, raises
+  :class:`~blayers_core.contract.errors.PluginConflictError` naming every distribution. A clash is
+  never settled by sort or path order. The same distribution found twice on the path (say an
+  editable and a regular install; names compared per PEP 503) is not a clash: the first one wins,
+  as for imports.
+* First-party names are reserved: a third-party distribution that declares the plugin name
+  ``blayers`` is refused, and a third-party plugin that registers a first-party component name is
+  refused that component with a warning; its other components still load.
+* A plugin module declares the plugin API version it targets, ``BLAYERS_PLUGIN_API = 1``
+  (:data:`~blayers_core.contract.version.PLUGIN_API_VERSION`). A plugin that does not declare it,
+  or targets another version, is skipped like a plugin that fails to import, with a message naming
+  the plugin, its distribution and both versions: a plugin that does not say which contract it was
+  written against cannot be trusted to keep this one.
 * A plugin that fails to import, or whose hook raises, is skipped with a warning naming it and its
   distribution; asking for its components raises with the original exception as the cause. A single
   component that breaks its protocol is skipped the same way.
@@ -39,12 +53,18 @@ from blayers_core.contract._typing import COMPONENT_KINDS, ComponentKind
 from blayers_core.contract.errors import (
     AmbiguousComponentError,
     ComponentNotFoundError,
+    PluginConflictError,
     PluginError,
     PluginWarning,
 )
+from blayers_core.contract.version import PLUGIN_API_VERSION, __version__
 
 #: Distribution whose plugins are first-party; their component names are reserved.
 FIRST_PARTY_DISTRIBUTION = "blayers-core"
+#: Entry-point name of the first-party plugin: the ``blayers:`` prefix, reserved to it.
+FIRST_PARTY_PLUGIN = "blayers"
+#: Module attribute through which a plugin declares the plugin API version it targets.
+PLUGIN_API_ATTRIBUTE = "BLAYERS_PLUGIN_API"
 #: Environment variable that restricts (or, set empty, disables) third-party plugin loading.
 PLUGINS_ENV_VAR = "BLAYERS_PLUGINS"
 
@@ -102,26 +122,102 @@ class _PluginSource:
 
     @property
     def first_party(self) -> bool:
-        return self.distribution == FIRST_PARTY_DISTRIBUTION
+        return normalize_distribution(self.distribution) == normalize_distribution(
+            FIRST_PARTY_DISTRIBUTION
+        )
+
+    @property
+    def label(self) -> str:
+        """``'<distribution>' <version>``, for messages."""
+        return f"{self.distribution!r} {self.version}"
+
+
+def normalize_distribution(name: str) -> str:
+    """A distribution name as PEP 503 compares it: lower-case, runs of ``-_.`` made one ``-``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _each_once(sources: Iterable[_PluginSource]) -> list[_PluginSource]:
+    """``sources`` without repeats of a (distribution, entry point): the first one wins.
+
+    The same distribution can be found twice on the path (an editable and a regular install); like
+    an import, the first one on the path is the one used, and it is not a clash with itself.
+    """
+    found: dict[tuple[str, str], _PluginSource] = {}
+    for source in sources:
+        found.setdefault((normalize_distribution(source.distribution), source.name), source)
+    return list(found.values())
 
 
 def _installed_plugin_sources(search_path: Sequence[str] | None) -> list[_PluginSource]:
     """Every entry point of the plugin group, first-party first, each distribution once."""
-    found: dict[tuple[str, str], _PluginSource] = {}
     dists = (
         metadata.distributions()
         if search_path is None
         else metadata.distributions(path=list(search_path))
     )
-    for dist in dists:
-        dist_name = dist.metadata["Name"] or "<unknown>"
-        for ep in dist.entry_points:
-            if ep.group != hookspecs.ENTRY_POINT_GROUP:
-                continue
-            key = (dist_name, ep.name)
-            if key not in found:  # the first on the path wins, as for imports
-                found[key] = _PluginSource(ep.name, dist_name, dist.version, ep.load)
-    return sorted(found.values(), key=lambda s: (not s.first_party, s.name, s.distribution))
+    found = _each_once(
+        _PluginSource(ep.name, dist.metadata["Name"] or "<unknown>", dist.version, ep.load)
+        for dist in dists
+        for ep in dist.entry_points
+        if ep.group == hookspecs.ENTRY_POINT_GROUP
+    )
+    return sorted(found, key=lambda s: (not s.first_party, s.name, s.distribution))
+
+
+_UNDECLARED = object()
+
+
+def _declared_api(plugin: Any) -> Any:
+    """The plugin's ``BLAYERS_PLUGIN_API``: on the loaded object, else on the module defining it."""
+    for holder in (plugin, inspect.getmodule(plugin)):
+        declared = getattr(holder, PLUGIN_API_ATTRIBUTE, _UNDECLARED)
+        if declared is not _UNDECLARED:
+            return declared
+    return _UNDECLARED
+
+
+def _api_version_problem(source: _PluginSource, plugin: Any) -> PluginError | None:
+    """Why ``plugin`` cannot be used with this plugin API, or ``None`` if it targets it."""
+    declared = _declared_api(plugin)
+    who = f"plugin {source.name!r} (distribution {source.label})"
+    if declared is _UNDECLARED:
+        return PluginError(
+            f"{who} does not declare the plugin API version it targets; its module must set "
+            f"{PLUGIN_API_ATTRIBUTE} = {PLUGIN_API_VERSION} (the version blayers-core "
+            f"{__version__} provides)"
+        )
+    if type(declared) is int and declared == PLUGIN_API_VERSION:
+        return None
+    if type(declared) is not int:
+        advice = f"{PLUGIN_API_ATTRIBUTE} must be an int such as {PLUGIN_API_VERSION}"
+    elif declared > PLUGIN_API_VERSION:
+        advice = (
+            f"upgrade blayers-core (`pip install -U blayers-core`) or install a release of "
+            f"{source.distribution} that targets plugin API {PLUGIN_API_VERSION}"
+        )
+    else:
+        advice = (
+            f"upgrade {source.distribution} (`pip install -U {source.distribution}`) to a "
+            f"release that targets plugin API {PLUGIN_API_VERSION}, or install a blayers-core "
+            f"that provides plugin API {declared}"
+        )
+    return PluginError(
+        f"{who} targets plugin API {declared!r}, but blayers-core {__version__} provides plugin "
+        f"API {PLUGIN_API_VERSION}; {advice}"
+    )
+
+
+def _conflict_message(name: str, sources: Sequence[_PluginSource]) -> str:
+    """Why the distributions ``sources``, which all declare plugin ``name``, are not loaded."""
+    labels = [s.label for s in sources]
+    declared_by = ", ".join(labels[:-1]) + " and " + labels[-1]
+    uninstall = " or ".join(f"`pip uninstall {s.distribution}`" for s in sources)
+    return (
+        f"the plugin name {name!r} is declared by several distributions, {declared_by}, so none "
+        f"of them is loaded. Uninstall all but the one you want ({uninstall}), or name only that "
+        f"distribution in {PLUGINS_ENV_VAR}."
+    )
 
 
 def _first_docstring_line(obj: Any) -> str:
@@ -157,6 +253,10 @@ class Registry:
         self._components: dict[ComponentKind, list[Component]] = {k: [] for k in COMPONENT_KINDS}
         self._failures: list[PluginFailure] = []
         self._skipped_by_env: list[str] = []
+        # Plugin names declared by several distributions -> why none of them is loaded.
+        self._conflicts: dict[str, str] = {}
+        # (kind, bare name) registered by such a plugin -> its plugin name.
+        self._conflicted_names: dict[tuple[ComponentKind, str], str] = {}
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
 
@@ -176,92 +276,155 @@ class Registry:
                 warnings.warn(notice, PluginWarning, stacklevel=4)
 
     def _load_all(self, notices: list[str]) -> None:
-        sources = (
-            list(self._sources())
+        sources = _each_once(
+            self._sources()
             if self._sources is not None
             else _installed_plugin_sources(self._search_path)
         )
         sources.sort(key=lambda s: not s.first_party)  # reserved names are known first
         wanted = self._wanted_third_party(sources, notices)
-        owners: dict[str, str] = {}
+        reserved = {FIRST_PARTY_PLUGIN} | {s.name for s in sources if s.first_party}
+        by_name: dict[str, list[_PluginSource]] = {}
         for source in sources:
-            if not (
-                source.first_party or wanted is None or {source.name, source.distribution} & wanted
+            if source.first_party:
+                by_name.setdefault(source.name, []).append(source)
+            elif not (
+                wanted is None
+                or source.name in wanted
+                or normalize_distribution(source.distribution) in wanted
             ):
                 self._skipped_by_env.append(source.name)
-            elif source.name in owners:
+            elif source.name in reserved:
                 self._fail(
                     PluginFailure(
                         source.name,
                         source.distribution,
                         source.version,
                         PluginError(
-                            f"the plugin name {source.name!r} is already taken by distribution "
-                            f"{owners[source.name]!r}; rename the entry point"
+                            f"the plugin name {source.name!r} is reserved for blayers' "
+                            f"first-party plugin (distribution {FIRST_PARTY_DISTRIBUTION!r}); "
+                            f"distribution {source.distribution!r} declares it too and is not "
+                            f"loaded: uninstall it (`pip uninstall {source.distribution}`)"
                         ),
                     )
                 )
             else:
-                owners[source.name] = source.distribution
-                self._load_plugin(source)
+                by_name.setdefault(source.name, []).append(source)
+        for name, group in by_name.items():  # first-party first: their names are reserved
+            if len(group) == 1:
+                self._load_plugin(group[0])
+            else:
+                self._quarantine(name, group)
         notices.extend(f.describe() for f in self._failures)
+
+    def _quarantine(self, name: str, group: Sequence[_PluginSource]) -> None:
+        """Skip every distribution declaring plugin ``name``, and remember what they register.
+
+        Each one is still loaded, in isolation, only to learn its component names, so that a bare
+        look-up of one of them raises instead of resolving to another plugin's component, or to
+        nothing. Their own load problems are not reported: the clash is what needs fixing.
+        """
+        group = sorted(group, key=lambda s: (normalize_distribution(s.distribution), s.version))
+        message = _conflict_message(name, group)
+        self._conflicts[name] = message
+        for source in group:
+            self._fail(
+                PluginFailure(
+                    source.name, source.distribution, source.version, PluginConflictError(message)
+                )
+            )
+            staged = self._stage_plugin(
+                source, key=f"{name} from {source.distribution}", failures=[], keep=False
+            )
+            for component in staged or ():
+                self._conflicted_names.setdefault((component.kind, component.name), name)
 
     def _wanted_third_party(
         self, sources: Sequence[_PluginSource], notices: list[str]
     ) -> set[str] | None:
-        """Names allowed by ``BLAYERS_PLUGINS``; ``None`` means every plugin."""
+        """Names allowed by ``BLAYERS_PLUGINS``; ``None`` means every plugin.
+
+        Entry-point names are matched exactly, distribution names as PEP 503 compares them; the
+        result holds both the names given and their normalized forms.
+        """
         raw = self._environ.get(PLUGINS_ENV_VAR)
         if raw is None:
             return None
         wanted = {part.strip() for part in raw.split(",") if part.strip()}
-        known = {s.name for s in sources} | {s.distribution for s in sources}
-        for unknown in sorted(wanted - known):
-            notices.append(
-                f"{PLUGINS_ENV_VAR} names {unknown!r}, but no installed plugin or distribution "
-                f"has that name (installed: {sorted(known) or 'none'})"
-            )
-        return wanted
+        names = {s.name for s in sources}
+        dists = {normalize_distribution(s.distribution) for s in sources}
+        known = sorted(names | {s.distribution for s in sources})
+        for unknown in sorted(wanted):
+            if unknown not in names and normalize_distribution(unknown) not in dists:
+                notices.append(
+                    f"{PLUGINS_ENV_VAR} names {unknown!r}, but no installed plugin or "
+                    f"distribution has that name (installed: {known or 'none'})"
+                )
+        return wanted | {normalize_distribution(w) for w in wanted}
 
     def _fail(self, failure: PluginFailure) -> None:
         """Record a skipped plugin or component; it is warned about once loading completes."""
         self._failures.append(failure)
 
     def _load_plugin(self, source: _PluginSource) -> None:
+        staged = self._stage_plugin(source, key=source.name, failures=self._failures, keep=True)
+        for component in staged or ():
+            self._components[component.kind].append(component)
+
+    def _stage_plugin(
+        self, source: _PluginSource, *, key: str, failures: list[PluginFailure], keep: bool
+    ) -> list[Component] | None:
+        """Load one plugin and collect its components; ``None`` (and a failure) if it is skipped.
+
+        ``key`` is its name in the plugin manager; with ``keep=False`` it is unregistered again.
+        """
+
+        def fail(exc: BaseException) -> None:
+            failures.append(PluginFailure(source.name, source.distribution, source.version, exc))
+
         try:
             plugin = source.load()
-            self._pm.register(plugin, name=source.name)
-        except Exception as exc:  # an import error or invalid hook implementation
-            self._fail(PluginFailure(source.name, source.distribution, source.version, exc))
-            return
+        except Exception as exc:  # an import error, or a missing attribute
+            fail(exc)
+            return None
+        problem = _api_version_problem(source, plugin)
+        if problem is not None:
+            fail(problem)
+            return None
         try:
-            self._pm.check_pending()  # a @hookimpl whose name matches no hook: a typo
-        except pluggy.PluginValidationError as exc:
-            self._pm.unregister(name=source.name)
-            self._fail(PluginFailure(source.name, source.distribution, source.version, exc))
-            return
+            self._pm.register(plugin, name=key)
+        except Exception as exc:  # an invalid hook implementation, or one already registered
+            fail(exc)
+            return None
         staged: list[Component] = []
         try:
+            self._pm.check_pending()  # a @hookimpl whose name matches no hook: a typo
             for kind in COMPONENT_KINDS:
                 hook = getattr(self._pm.hook, hookspecs.HOOK_FOR_KIND[kind])
                 for impl in hook.get_hookimpls():
-                    if impl.plugin_name == source.name:
-                        impl.function(register=self._make_register(kind, source, staged))
-        except Exception as exc:  # a hook that raises takes its whole plugin down
-            self._pm.unregister(name=source.name)
-            self._fail(PluginFailure(source.name, source.distribution, source.version, exc))
-            return
-        for component in staged:
-            self._components[component.kind].append(component)
+                    if impl.plugin_name == key:
+                        impl.function(register=self._make_register(kind, source, staged, failures))
+        except Exception as exc:  # a typo, or a hook that raises, takes its whole plugin down
+            self._pm.unregister(name=key)
+            fail(exc)
+            return None
+        if not keep:
+            self._pm.unregister(name=key)
+        return staged
 
     def _make_register(
-        self, kind: ComponentKind, source: _PluginSource, staged: list[Component]
+        self,
+        kind: ComponentKind,
+        source: _PluginSource,
+        staged: list[Component],
+        failures: list[PluginFailure],
     ) -> hookspecs.Register:
         def register(
             name: str, factory: Callable[..., Any], *, description: str | None = None
         ) -> None:
             problem = self._registration_problem(kind, name, factory, source, staged)
             if problem is not None:
-                self._fail(
+                failures.append(
                     PluginFailure(
                         source.name,
                         source.distribution,
@@ -341,6 +504,8 @@ class Registry:
             ComponentNotFoundError: no such component; the message lists the available names
                 and close matches, and chains the cause when a broken plugin may provide it.
             AmbiguousComponentError: several plugins register the bare name.
+            PluginConflictError: the name is under, or registered by, a plugin name that several
+                distributions declare; the message names them all.
         """
         kind = _check_kind(kind)
         if not isinstance(name, str):
@@ -349,10 +514,24 @@ class Registry:
         registered = self._components[kind]
         if ":" in name:
             plugin, _, bare = name.partition(":")
+            if plugin in self._conflicts:
+                raise PluginConflictError(
+                    f"{kind} {name!r} cannot be used: {self._conflicts[plugin]}"
+                )
             matches = [c for c in registered if c.plugin == plugin and c.name == bare]
         else:
             plugin, bare = None, name
             matches = [c for c in registered if c.name == bare]
+            clashing = self._conflicted_names.get((kind, bare))
+            if clashing is not None:
+                others = "".join(
+                    f" {c.qualified_name!r} is unaffected; ask for it by that qualified name."
+                    for c in matches
+                )
+                raise PluginConflictError(
+                    f"{kind} {name!r} cannot be used: plugin {clashing!r} registers it, and "
+                    f"{self._conflicts[clashing]}{others}"
+                )
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:

@@ -3,10 +3,10 @@
 A checkpoint holds everything needed to continue a run exactly where it stopped: every leaf of the
 ``SVIState`` (parameters, optimizer state, RNG key), the step reached, the losses so far, and what
 fixes the data order (the seed, the number of rows and a fingerprint of the data). Files are
-written atomically (a temporary file, ``fsync``, ``os.replace``, ``fsync`` of the folder) and
-carry a SHA-256 checksum of their payload; :meth:`Checkpointer.load_latest` skips a file whose
-checksum or format does not verify and falls back to the previous one. The last ``keep`` files
-are kept.
+written atomically (:func:`~blayers_core.engine.atomic.write_atomically`: a temporary file,
+``fsync``, ``os.replace``, ``fsync`` of the folder) and carry a SHA-256 checksum of their payload;
+:meth:`Checkpointer.load_latest` skips a file whose checksum or format does not verify and falls
+back to the previous one. The last ``keep`` files are kept.
 
 File layout: the first line is ``blayers-checkpoint <format> <sha256 of the rest>``, the rest an
 ``.npz`` archive (no pickled code).
@@ -19,15 +19,16 @@ import io
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 import jax
 import numpy as np
+
+from blayers_core.engine.atomic import write_atomically
 
 FORMAT = 1
 _MAGIC = b"blayers-checkpoint"
@@ -58,17 +59,6 @@ def data_fingerprint(rows: Mapping[str, Any], sample: int = 4096) -> str:
         stride = max(1, arr.shape[0] // sample) if arr.ndim else 1
         digest.update(np.ascontiguousarray(arr[::stride] if arr.ndim else arr).tobytes())
     return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not every platform opens folders
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Checkpointer:
@@ -106,19 +96,12 @@ class Checkpointer:
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         payload = buffer.getvalue()
         header = b"%s %d %s\n" % (_MAGIC, FORMAT, hashlib.sha256(payload).hexdigest().encode())
-        target = self.directory / f"ckpt-{int(step):010d}.blc"
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".ckpt-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(header)
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.directory)
+
+        def write(handle: BinaryIO) -> None:
+            handle.write(header)
+            handle.write(payload)
+
+        target = write_atomically(self.directory / f"ckpt-{int(step):010d}.blc", write)
         for old in self.paths()[: -self.keep]:
             old.unlink(missing_ok=True)
         return target

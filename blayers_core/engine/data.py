@@ -1,28 +1,54 @@
-"""Checks and splitting of the data handed to ``fit`` and ``predict``.
+"""Checks and splitting of the data handed to ``fit`` and ``predict``: the row rule, in one place.
 
 Keyword arguments whose leading dimension is the number of rows ``n`` are *row data*: they are put
-on the device once and cut into minibatches. Every other value (scalars, strings, arrays with a
-different leading dimension, ``None``) is a *constant* passed unchanged to every call of the model.
+on the device once and cut into minibatches (or row chunks). Every other value (scalars, strings,
+arrays with a different leading dimension, ``None``) is a *constant* passed unchanged to every
+call of the model. Among the constants, arrays of at least one dimension are *array constants*
+(arguments of the compiled programs); the rest are *static* (fixed when a program is traced, and
+part of its cache key).
+
+* :func:`is_array` and :func:`is_row_array` are the predicates;
+* :func:`split_rows_and_constants` applies them to ``fit``'s data (``n``: the largest leading
+  dimension, or ``num_obs``);
+* :func:`split_prediction_data` to new rows for ``predict`` and ``to_arviz``, where every array is
+  a row array (the constants come from the fit) and all must have the same length;
+* :func:`split_constants` tells array constants from static ones.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from blayers_core.contract.errors import DataError
 
 
-def _is_array(value: Any) -> bool:
+def is_array(value: Any) -> bool:
+    """A NumPy or JAX array, or an array-like with ``shape``, ``dtype`` and ``__array__``."""
     return isinstance(value, np.ndarray | jax.Array) or (
         hasattr(value, "__array__") and hasattr(value, "shape") and hasattr(value, "dtype")
     )
+
+
+def leading_dimension(value: Any) -> int | None:
+    """The length of an array's first axis; ``None`` for a scalar or a non-array."""
+    if not is_array(value) or np.ndim(value) < 1:
+        return None
+    return int(np.shape(value)[0])
+
+
+def is_row_array(value: Any, num_rows: int) -> bool:
+    """Whether ``value`` is row data of a data set with ``num_rows`` rows."""
+    return leading_dimension(value) == num_rows
+
+
+def row_count(rows: Mapping[str, Any]) -> int:
+    """The number of rows of split row data (0 when there is none)."""
+    return len(next(iter(rows.values()))) if rows else 0
 
 
 @attrs.frozen
@@ -44,23 +70,57 @@ def split_rows_and_constants(data: Mapping[str, Any], num_rows: int | None = Non
         DataError: naming the argument, when a row array is not numeric or holds NaN/inf, or when
             there is no array with ``num_rows`` rows.
     """
-    arrays = {k: v for k, v in data.items() if _is_array(v) and np.ndim(v) >= 1}
+    lengths = {k: n for k, v in data.items() if (n := leading_dimension(v)) is not None}
     if num_rows is None:
-        if not arrays:
+        if not lengths:
             raise DataError(
                 "no array argument was given, so there are no rows to fit: pass the data as "
                 "keyword arrays, e.g. fit(model, x=x, y=y)"
             )
-        counts = Counter(np.shape(v)[0] for v in arrays.values())
-        num_rows = max(counts)
-    elif not any(np.shape(v)[0] == num_rows for v in arrays.values()):
-        shapes = {k: tuple(np.shape(v)) for k, v in arrays.items()}
+        num_rows = max(lengths.values())
+    elif num_rows not in lengths.values():
+        shapes = {k: tuple(np.shape(data[k])) for k in lengths}
         raise DataError(f"num_obs={num_rows} but no array argument has {num_rows} rows: {shapes}")
-    rows = {k: v for k, v in arrays.items() if np.shape(v)[0] == num_rows}
+    rows = {k: v for k, v in data.items() if is_row_array(v, num_rows)}
     constants = {k: v for k, v in data.items() if k not in rows}
     for name, value in rows.items():
         check_row_array(name, value)
     return SplitData(rows=rows, constants=constants, num_rows=int(num_rows))
+
+
+def split_prediction_data(data: Mapping[str, Any]) -> SplitData:
+    """New rows for ``predict`` or ``to_arviz``: every array argument is row data.
+
+    The fit's constants are passed again separately, so an array here of another length than the
+    others is a mistake, not a constant; other values (numbers, strings) are constants.
+
+    Raises:
+        DataError: array arguments of different lengths, none at all, no rows, or unusable
+            values (see :func:`check_row_array`).
+    """
+    lengths = {k: n for k, v in data.items() if (n := leading_dimension(v)) is not None}
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"predict's array arguments have different numbers of rows: {lengths}")
+    if not lengths:
+        raise DataError(
+            "predict needs the model's row data as keyword arrays, e.g. result.predict(x=x_new)"
+        )
+    num_rows = next(iter(lengths.values()))
+    if num_rows == 0:
+        raise DataError(f"predict's array arguments have no rows: {lengths}")
+    rows = {k: data[k] for k in lengths}
+    for name, value in rows.items():
+        check_row_array(name, value)
+    constants = {k: v for k, v in data.items() if k not in rows}
+    return SplitData(rows=rows, constants=constants, num_rows=num_rows)
+
+
+def split_constants(constants: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(array constants, static constants)``: arrays of at least one dimension are arguments of
+    a compiled program; everything else (numbers, strings, ``None``, 0-d arrays) is fixed when
+    the program is traced."""
+    arrays = {k: v for k, v in constants.items() if leading_dimension(v) is not None}
+    return arrays, {k: v for k, v in constants.items() if k not in arrays}
 
 
 def check_row_array(name: str, value: Any) -> None:
@@ -80,16 +140,3 @@ def check_row_array(name: str, value: Any) -> None:
                 f"argument {name!r} has {int((~finite).sum())} non-finite values (NaN or inf) in "
                 f"{len(bad_rows)} rows ({shown}); drop or impute those rows before fitting"
             )
-
-
-def to_device(rows: Mapping[str, Any]) -> dict[str, jax.Array]:
-    """Put every row array on the default device once."""
-    return {k: jnp.asarray(v) for k, v in rows.items()}
-
-
-def padded_chunk(values: np.ndarray, start: int, size: int) -> np.ndarray:
-    """Rows ``start .. start + size`` of ``values``; past the end, rows from the start again, so
-    every chunk has the same shape (and the program compiles once)."""
-    if start + size <= len(values):
-        return values[start : start + size]
-    return np.take(values, np.arange(start, start + size), axis=0, mode="wrap")

@@ -96,7 +96,6 @@ class NutsOutcome:
 def fit_nuts(
     model: ModelFn,
     split: SplitData,
-    observed: tuple[str, ...],
     *,
     num_warmup: int,
     num_samples: int,
@@ -105,12 +104,11 @@ def fit_nuts(
     progress_bar: bool,
     target_accept_prob: float = 0.8,
 ) -> NutsOutcome:
-    """Sample the posterior of ``model`` on all rows with NUTS; warn as Stan does."""
-    for label, value in (("num_warmup", num_warmup), ("num_chains", num_chains)):
-        if not isinstance(value, int) or value < (0 if label == "num_warmup" else 1):
-            raise ValueError(
-                f"{label} must be a {'non-negative' if label == 'num_warmup' else 'positive'} int, got {value!r}"
-            )
+    """Sample the posterior of ``model`` on all rows with NUTS; warn as Stan does.
+
+    The arguments are taken as valid (``fit`` checks them, see
+    :class:`~blayers_core.api.options.NUTSOptions`).
+    """
     sampler_config = {
         "num_warmup": num_warmup,
         "num_samples": num_samples,

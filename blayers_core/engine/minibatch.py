@@ -33,6 +33,7 @@ import numpy as np
 from numpyro.primitives import Messenger
 
 from blayers_core.contract._typing import Array
+from blayers_core.contract.scaling import multiply_scale
 
 #: Largest block of consecutive (once-shuffled) rows moved together. Gathering whole blocks is
 #: what keeps a step near memory bandwidth on large data: at n=1M x d=100, batch 1024, blocks of
@@ -238,11 +239,3 @@ class padded_rows(Messenger):  # type: ignore[misc]
         mask = self.row_mask.reshape((self.batch_size,) + (1,) * (len(batch_shape) - 1))
         msg["fn"] = msg["fn"].mask(mask)
         multiply_scale(msg, self.batch_size / jnp.sum(self.row_mask))
-
-
-def multiply_scale(msg: Any, factor: Any) -> None:
-    """Multiply a sample site's log-density scale by ``factor``, as ``numpyro.handlers.scale``."""
-    msg["scale"] = factor if msg.get("scale") is None else factor * msg["scale"]
-    plate_to_scale = msg.setdefault("plate_to_scale", {})
-    previous = plate_to_scale.get(None)
-    plate_to_scale[None] = factor if previous is None else factor * previous

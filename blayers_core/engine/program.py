@@ -8,30 +8,30 @@ keys, the first step and the total number of steps are arguments of the compiled
 constants baked into them, so a new seed, new data of the same shapes or another ``num_steps``
 reuse the same executables.
 
-:func:`get_program` looks programs up in a small process-wide cache by a key that describes
-everything the compiled code depends on.
+:func:`get_program` looks programs up in a small process-wide
+:class:`~blayers_core.engine.program_cache.ProgramCache` by a key that describes everything the
+compiled code depends on.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from numpyro.infer.svi import SVIState
 
 from blayers_core.contract._typing import Array
 from blayers_core.engine.compile_once import jit_once
 from blayers_core.engine.init import fast_init
 from blayers_core.engine.minibatch import BatchSchedule, EpochTable, gather_blocks, padded_rows
+from blayers_core.engine.program_cache import ProgramCache
 
 #: Programs kept per process (each holds compiled executables and one SVI).
 PROGRAM_CACHE_SIZE = 16
 
-_PROGRAMS: OrderedDict[Hashable, TrainingProgram] = OrderedDict()
+_PROGRAMS: ProgramCache[TrainingProgram] = ProgramCache(PROGRAM_CACHE_SIZE)
 
 
 def _all_finite(tree: Any) -> Array:
@@ -179,37 +179,9 @@ class TrainingProgram:
         return self._draw[num_samples](rng_key, params, rows, constants)  # type: ignore[no-any-return]
 
 
-def data_signature(arrays: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...], str], ...]:
-    """Names, shapes and dtypes (as JAX will see them; no copy is made): what a compiled program
-    depends on, not the values."""
-    return tuple(
-        sorted((k, tuple(np.shape(v)), str(jnp.result_type(v))) for k, v in arrays.items())
-    )
-
-
-def static_key(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """A hashable key for non-array constants (by value when hashable, else by identity)."""
-    items = []
-    for name, value in sorted(values.items()):
-        try:
-            hash(value)
-            items.append((name, value))
-        except TypeError:
-            items.append((name, ("id", id(value))))
-    return tuple(items)
-
-
 def get_program(key: Hashable, build: Callable[[], TrainingProgram]) -> TrainingProgram:
-    """The cached program for ``key``, building (and caching) it on a miss."""
-    program = _PROGRAMS.get(key)
-    if program is None:
-        program = build()
-        _PROGRAMS[key] = program
-        while len(_PROGRAMS) > PROGRAM_CACHE_SIZE:
-            _PROGRAMS.popitem(last=False)
-    else:
-        _PROGRAMS.move_to_end(key)
-    return program
+    """The cached program for ``key`` (and the current trace settings), built on a miss."""
+    return _PROGRAMS.get(key, build)
 
 
 def clear_program_cache() -> None:

@@ -31,9 +31,10 @@ from tqdm.auto import tqdm
 
 from blayers_core.contract._typing import Array
 from blayers_core.engine.checkpoint import Checkpointer
-from blayers_core.engine.data import SplitData, split_rows_and_constants
+from blayers_core.engine.data import SplitData, split_constants, split_rows_and_constants
 from blayers_core.engine.minibatch import BatchSchedule
-from blayers_core.engine.program import TrainingProgram, data_signature, get_program, static_key
+from blayers_core.engine.program import TrainingProgram, get_program
+from blayers_core.engine.program_cache import data_signature, static_key
 
 #: Steps per compiled chunk unless the caller chooses.
 DEFAULT_CHUNK_SIZE = 500
@@ -109,12 +110,8 @@ def prepare_data(split: SplitData, schedule: BatchSchedule, seed: int) -> Prepar
         order = np.random.default_rng(seed).permutation(n) if schedule.shuffle else np.arange(n)
         layout = order[schedule.slot_rows()]
         host = {k: np.asarray(v)[layout] for k, v in split.rows.items()}
-    arrays = {
-        k: jnp.asarray(v)
-        for k, v in split.constants.items()
-        if isinstance(v, np.ndarray | jax.Array) and np.ndim(v) >= 1
-    }
-    static = {k: v for k, v in split.constants.items() if k not in arrays}
+    array_constants, static = split_constants(split.constants)
+    arrays = {k: jnp.asarray(v) for k, v in array_constants.items()}
     rows = {k: jnp.asarray(v) for k, v in host.items()}
     return PreparedData(rows, arrays, static, order, n)
 

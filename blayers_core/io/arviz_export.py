@@ -16,7 +16,7 @@ Variable names are the site names with ``/`` replaced by ``.`` (``beta/beta`` be
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -24,11 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
-from blayers_core.contract._typing import ModelFn
+from blayers_core.contract._typing import Array, ModelFn
 from blayers_core.contract.errors import DataError
-from blayers_core.engine.data import padded_chunk
+from blayers_core.engine.chunks import evaluate_in_chunks, join_chunks
+from blayers_core.engine.data import split_prediction_data
 from blayers_core.engine.dry_run import dry_run
-from blayers_core.results.predictive import CHUNK_ELEMENTS, check_prediction_rows
+from blayers_core.results.predictive import CHUNK_ELEMENTS
 
 if TYPE_CHECKING:
     from blayers_core.api.result import FitResult
@@ -72,6 +73,25 @@ def _renamed(groups: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[s
     return out
 
 
+def _pointwise_program(
+    model: ModelFn, sites: tuple[str, ...], static: dict[str, Any]
+) -> Callable[..., Any]:
+    """The jitted program of one chunk: ``(draws, keys, arrays) -> {site: (log_lik, draw, obs)}``,
+    each ``(S, rows, ...)``."""
+
+    def one(sample: dict[str, Any], key: jax.Array, rows: dict[str, Any]) -> Any:
+        model_key, obs_key = jax.random.split(key)
+        seeded = handlers.seed(handlers.substitute(model, data=sample), rng_seed=model_key)
+        tr = handlers.trace(seeded).get_trace(**rows, **static)
+        keys = jax.random.split(obs_key, len(sites))
+        return {
+            s: (tr[s]["fn"].log_prob(tr[s]["value"]), tr[s]["fn"].sample(k), tr[s]["value"])
+            for s, k in zip(sites, keys, strict=True)
+        }
+
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))  # type: ignore[no-any-return]
+
+
 def pointwise(
     model: ModelFn,
     samples: Mapping[str, Any],
@@ -84,9 +104,9 @@ def pointwise(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per observed site: ``log_likelihood`` and ``posterior_predictive`` ``(S, n, ...)`` and
     ``observed_data`` ``(n, ...)``, computed ``chunk_rows`` rows at a time."""
-    arrays, others, n = check_prediction_rows(data)
-    all_constants = {**constants, **others}
-    observed = dry_run(model, arrays, all_constants, seed=seed).observed_sites
+    new = split_prediction_data(data)
+    all_constants = {**constants, **new.constants}
+    observed = dry_run(model, new.rows, all_constants, seed=seed).observed_sites
     missing = [s for s in sites if s not in observed]
     if missing:
         raise DataError(
@@ -95,38 +115,31 @@ def pointwise(
         )
     draws = {k: jnp.asarray(v) for k, v in samples.items()}
     num_draws = next(iter(draws.values())).shape[0]
-    size = min(n, chunk_rows or max(1, CHUNK_ELEMENTS // num_draws))
-    array_constants = {k: jnp.asarray(v) for k, v in all_constants.items() if hasattr(v, "shape")}
-    static = {k: v for k, v in all_constants.items() if k not in array_constants}
+    base_key = jax.random.PRNGKey(seed)
 
-    def one(sample: dict[str, Any], key: jax.Array, rows: dict[str, Any]) -> Any:
-        model_key, obs_key = jax.random.split(key)
-        seeded = handlers.seed(handlers.substitute(model, data=sample), rng_seed=model_key)
-        tr = handlers.trace(seeded).get_trace(**rows, **static)
-        keys = jax.random.split(obs_key, len(sites))
-        return {
-            s: (tr[s]["fn"].log_prob(tr[s]["value"]), tr[s]["fn"].sample(k), tr[s]["value"])
-            for s, k in zip(sites, keys, strict=True)
-        }
+    def chunk_key(index: int) -> Array:
+        return jax.random.split(jax.random.fold_in(base_key, index), num_draws)
 
-    program = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
-    parts: list[dict[str, tuple[np.ndarray, ...]]] = []
-    for index, start in enumerate(range(0, n, size)):
-        rows = {k: jnp.asarray(padded_chunk(np.asarray(v), start, size)) for k, v in arrays.items()}
-        keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), index), num_draws)
-        out = program(draws, keys, {**rows, **array_constants})
-        keep = min(size, n - start)
-        parts.append(
-            {
-                s: (np.asarray(ll)[:, :keep], np.asarray(pp)[:, :keep], np.asarray(ob)[0, :keep])
-                for s, (ll, pp, ob) in out.items()
-            }
+    row_axes = {s: (1, 1, 1) for s in sites}
+    parts = [
+        chunk.value
+        for chunk in evaluate_in_chunks(
+            ("pointwise", model, sites),
+            lambda static: _pointwise_program(model, sites, static),
+            new.rows,
+            all_constants,
+            chunk_rows=chunk_rows or max(1, CHUNK_ELEMENTS // num_draws),
+            chunk_key=chunk_key,
+            operands=draws,
+            row_axes=row_axes,
         )
+    ]
+    joined = join_chunks(parts, row_axes)
     return {
         s: {
-            "log_likelihood": np.concatenate([p[s][0] for p in parts], axis=1),
-            "posterior_predictive": np.concatenate([p[s][1] for p in parts], axis=1),
-            "observed_data": np.concatenate([p[s][2] for p in parts], axis=0),
+            "log_likelihood": joined[s][0],
+            "posterior_predictive": joined[s][1],
+            "observed_data": joined[s][2][0],  # the same for every draw
         }
         for s in sites
     }

@@ -11,6 +11,9 @@ The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays, each with a CRC)
   observed sites, the number of rows and chains, the data encoder when the result has one, and
   the model's import reference ``module:qualname`` when it has one.
 
+The file is written atomically (:func:`~blayers_core.engine.atomic.write_atomically`): a crash
+while saving leaves the previous file, never half of a new one.
+
 No code is stored. ``load`` imports the model from its reference (or takes ``model=``) and looks
 every named component up in the plugin registry, so a missing plugin is reported by name.
 """
@@ -23,7 +26,7 @@ import os
 import zipfile
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +34,8 @@ import numpy as np
 from blayers_core.contract._typing import ModelFn
 from blayers_core.contract.errors import ComponentNotFoundError, ResultFileError
 from blayers_core.contract.registry import get_registry
+from blayers_core.engine.atomic import write_atomically
+from blayers_core.engine.data import is_array
 from blayers_core.io.frames import DataEncoder
 
 if TYPE_CHECKING:
@@ -103,7 +108,7 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
             index[group][name] = key
     constant_values: dict[str, Any] = {}
     for i, (name, value) in enumerate(sorted(result.constants.items())):
-        if hasattr(value, "shape") and hasattr(value, "dtype"):
+        if is_array(value):
             key = f"constant_{i}"
             arrays[key] = _to_array(f"constant {name!r}", value)
             index["constants"][name] = key
@@ -129,11 +134,11 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
     text = json.dumps(meta, indent=1, sort_keys=True)
     arrays[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
+
+    def write(handle: BinaryIO) -> None:
         np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
-    os.replace(partial, path)
-    return path
+
+    return write_atomically(path, write)
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -13,8 +13,9 @@ per draw with the latent sites fixed to :math:`\theta^{(s)}`; the observed site'
 and the summaries over draws are the mean, the sd and the requested quantiles of
 :math:`v_i^{(\cdot)}`.
 
-Rows are processed ``chunk_rows`` at a time by one jitted program; the last chunk is padded to the
-same shape, so a prediction compiles once per chunk shape however many rows there are. Memory stays
+Rows are processed ``chunk_rows`` at a time by one jitted program
+(:func:`~blayers_core.engine.chunks.evaluate_in_chunks`); the last chunk is padded to the same
+shape, so a prediction compiles once per chunk shape however many rows there are. Memory stays
 ``O(S * chunk_rows)`` on the device; only the summaries (and the draws, when asked for) are gathered
 on the host. ``kind="mean"`` does not depend on the chunking; ``kind="response"`` draws are
 reproducible for a given ``seed`` and ``chunk_rows``.
@@ -22,7 +23,6 @@ reproducible for a given ``seed`` and ``chunk_rows``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -33,9 +33,9 @@ import numpy as np
 from numpyro import handlers
 from numpyro.distributions import CategoricalLogits, CategoricalProbs, Distribution
 
-from blayers_core.contract._typing import ModelFn
-from blayers_core.contract.errors import DataError
-from blayers_core.engine.data import check_row_array, padded_chunk
+from blayers_core.contract._typing import Array, ModelFn
+from blayers_core.engine.chunks import evaluate_in_chunks, join_chunks
+from blayers_core.engine.data import split_prediction_data
 from blayers_core.engine.dry_run import dry_run
 
 #: Values (draws x rows x event) one chunk may hold on the device; sets the default ``chunk_rows``.
@@ -43,6 +43,9 @@ CHUNK_ELEMENTS = 1 << 23
 KINDS = ("mean", "response")
 #: The central interval reported when neither ``interval`` nor ``quantiles`` is given.
 DEFAULT_INTERVAL = 0.9
+#: The row axis of each output of a chunk: mean ``(n, ...)``, sd, quantiles ``(Q, n, ...)``, draws
+#: ``(S, n, ...)``.
+_ROW_AXES = (0, 0, 1, 1)
 
 
 @attrs.frozen
@@ -150,22 +153,21 @@ def _one_draw(
     return run
 
 
-@functools.lru_cache(maxsize=32)
 def _chunk_program(
     model: ModelFn,
     site: str,
     kind: str,
     levels: tuple[float, ...],
     return_draws: bool,
-    static: tuple[tuple[str, Any], ...],
+    on_device: bool,
+    static: dict[str, Any],
 ) -> Callable[..., Any]:
-    """One jitted program per (model, site, kind, levels, static constants); JAX caches by shape.
+    """The jitted program of one chunk: ``(samples, keys, arrays) -> (mean, sd, q, draws)``.
 
     On an accelerator the quantiles are computed on the device; on the CPU the draws come back and
     NumPy computes them (selection instead of XLA's sort: about five times faster).
     """
-    one = _one_draw(model, site, kind, dict(static))
-    on_device = jax.default_backend() != "cpu"
+    one = _one_draw(model, site, kind, static)
 
     @jax.jit
     def chunk(samples: dict[str, jax.Array], keys: jax.Array, arrays: dict[str, jax.Array]) -> Any:
@@ -175,7 +177,7 @@ def _chunk_program(
         q = jnp.quantile(values, jnp.asarray(levels), axis=0) if levels and on_device else None
         return mean, sd, q, values if return_draws or (levels and not on_device) else None
 
-    return chunk
+    return chunk  # type: ignore[no-any-return]
 
 
 def _mean_sd(values: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -195,32 +197,6 @@ def _mean_sd(values: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     mean = total(values) / values.shape[0]
     return mean, jnp.sqrt(total(values, mean) / values.shape[0])
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
-def check_prediction_rows(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Row arrays (all of one length) and the other arguments of a prediction, and the length."""
-    arrays = {k: v for k, v in data.items() if hasattr(v, "shape") and np.ndim(v) >= 1}
-    lengths = {k: np.shape(v)[0] for k, v in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        raise DataError(f"predict's array arguments have different numbers of rows: {lengths}")
-    if not arrays:
-        raise DataError(
-            "predict needs the model's row data as keyword arrays, e.g. result.predict(x=x_new)"
-        )
-    n = next(iter(lengths.values()))
-    if n == 0:
-        raise DataError(f"predict's array arguments have no rows: {lengths}")
-    for name, value in arrays.items():
-        check_row_array(name, value)
-    return arrays, {k: v for k, v in data.items() if k not in arrays}, int(n)
 
 
 def predict(
@@ -259,60 +235,47 @@ def predict(
             )
         samples = {k: v[:num_samples] for k, v in samples.items()}
     num_draws = available if num_samples is None else int(num_samples)
-    arrays, others, n = check_prediction_rows(data)
-    all_constants = {**constants, **others}
-    dry_run(model, arrays, all_constants, seed=int(seed))  # bad input raises before tracing
+    new = split_prediction_data(data)
+    all_constants = {**constants, **new.constants}
+    dry_run(model, new.rows, all_constants, seed=int(seed))  # bad input raises before tracing
     if chunk_rows is None:
         chunk_rows = max(1, CHUNK_ELEMENTS // num_draws)
     elif isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int | np.integer):
         raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
     elif chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
-    size = min(int(chunk_rows), n)
 
-    array_constants = {k: v for k, v in all_constants.items() if hasattr(v, "shape")}
-    static = {k: v for k, v in all_constants.items() if k not in array_constants}
-    if all(_hashable(v) for v in static.values()):
-        program = _chunk_program(
-            model, site, kind, levels, bool(return_draws), tuple(sorted(static.items()))
-        )
-    else:
-        program = _chunk_program.__wrapped__(
-            model, site, kind, levels, bool(return_draws), tuple(sorted(static.items()))
-        )
-    host = {k: np.asarray(v) for k, v in arrays.items()}
-    consts = {k: jnp.asarray(v) for k, v in array_constants.items()}
+    on_device = jax.default_backend() != "cpu"
     base_key = jax.random.PRNGKey(int(seed))
+
+    def chunk_key(index: int) -> Array:
+        return jax.random.split(jax.random.fold_in(base_key, index), num_draws)
+
     parts: list[tuple[Any, ...]] = []
-    for index, start in enumerate(range(0, n, size)):
-        rows = {k: jnp.asarray(padded_chunk(v, start, size)) for k, v in host.items()}
-        keys = jax.random.split(jax.random.fold_in(base_key, index), num_draws)
-        mean, sd, q, d = program(samples, keys, {**rows, **consts})
-        if levels and q is None:
-            values = np.asarray(d)
-            q = np.quantile(values, levels, axis=0).astype(values.dtype)
-            d = values if return_draws else None
-        keep = min(size, n - start)  # the padding of the last chunk is dropped
-        parts.append(
-            (
-                np.asarray(mean)[:keep],
-                np.asarray(sd)[:keep],
-                None if q is None else np.asarray(q)[:, :keep],
-                None if d is None else np.asarray(d)[:, :keep],
-            )
-        )
-
-    def join(i: int, axis: int) -> Any:
-        pieces = [p[i] for p in parts]
-        return None if pieces[0] is None else np.concatenate(pieces, axis=axis)
-
-    q_values = join(2, 1)
+    for chunk in evaluate_in_chunks(
+        ("predict", model, site, kind, levels, bool(return_draws), on_device),
+        lambda static: _chunk_program(
+            model, site, kind, levels, bool(return_draws), on_device, static
+        ),
+        new.rows,
+        all_constants,
+        chunk_rows=int(chunk_rows),
+        chunk_key=chunk_key,
+        operands=samples,
+        row_axes=_ROW_AXES,
+    ):
+        mean, sd, q, d = chunk.value
+        if levels and q is None:  # on the CPU: NumPy's selection, on the rows kept
+            q = np.quantile(d, levels, axis=0).astype(d.dtype)
+            d = d if return_draws else None
+        parts.append((mean, sd, q, d))
+    mean, sd, q_values, draws = join_chunks(parts, _ROW_AXES)
     return Predictions(
         site=site,
-        mean=join(0, 0),
-        sd=join(1, 0),
-        draws=join(3, 1),
+        mean=mean,
+        sd=sd,
+        draws=draws,
         kind=kind,
         quantile_levels=levels,
-        quantiles=np.zeros((0, *join(0, 0).shape)) if q_values is None else q_values,
+        quantiles=np.zeros((0, *mean.shape)) if q_values is None else q_values,
     )

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from blayers_core import hookimpl
-from blayers_core.contract.hookspecs import Register
+from blayers_core.plugin import Register, hookimpl
 from blayers_plugins.guides import GUIDES
 from blayers_plugins.layers import *  # noqa: F403 - every first-party layer class
 from blayers_plugins.layers import (

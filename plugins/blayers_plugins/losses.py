@@ -25,7 +25,7 @@ from numpyro.infer.elbo import ELBO
 from numpyro.infer.util import log_density
 from numpyro.primitives import Messenger
 
-from blayers_core import multiply_scale
+from blayers_core.plugin import multiply_scale
 
 
 class scale_observed_rows(Messenger):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blayers_core import check_data
+from blayers_core.plugin import check_data
 
 
 def _check_degree(degree: Any) -> int:
@@ -82,9 +82,10 @@ def bspline_basis(x: Any, knots: Any, degree: int = 3) -> jax.Array:
     ``scipy.interpolate.BSpline.design_matrix(x, knots, degree)`` as a dense array.
 
     ``x`` may be a traced JAX value (inside ``jit``); ``knots`` must be concrete. An ``x``
-    outside the domain ``[t[p], t[M - p - 1]]`` raises (see :func:`blayers_core.check_data`: at
-    once when eager, in the dry run of ``fit``); inside training it would give rows that
-    do not sum to 1 (all zero beyond the outermost knots), so check inputs before tracing.
+    outside the domain ``[t[p], t[M - p - 1]]`` raises (see
+    :func:`blayers_core.plugin.check_data`: at once when eager, in the dry run of ``fit``);
+    inside training it would give rows that do not sum to 1 (all zero beyond the outermost
+    knots), so check inputs before tracing.
 
     Raises:
         ValueError: ``x`` is not 1-D, a concrete ``x`` leaves the domain, or bad knots/degree.

@@ -1,7 +1,7 @@
 """First-party layers."""
 
+from blayers_core.plugin import BaseLayer
 from blayers_plugins.layers import index, pairwise, shrinkage, smooth
-from blayers_plugins.layers._base import BaseLayer
 from blayers_plugins.layers.adaptive import AdaptiveLayer, FixedPriorLayer
 from blayers_plugins.layers.index import (
     AR1Layer,

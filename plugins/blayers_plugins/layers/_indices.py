@@ -12,7 +12,7 @@ built. Codes are range-checked whenever they are concrete arrays (eager calls, a
 being clamped or wrapped around. Traced codes cannot be checked: an out-of-range one gathers a row
 of NaN (:func:`take_rows`), never another level's row.
 
-The population level: inside :func:`blayers_core.io.frames.allow_population_codes` (which
+The population level: inside :func:`blayers_core.plugin.allow_population_codes` (which
 ``predict(..., unseen="population")`` opens) the code ``-1`` is allowed and gathers a row of zeros,
 so a level not seen in training contributes no effect. Outside it ``-1`` raises like any other
 out-of-range code.
@@ -28,8 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from blayers_core import check_data
-from blayers_core.contract.population import POPULATION_CODE, population_codes_allowed
+from blayers_core.plugin import POPULATION_CODE, check_data, population_codes_allowed
 
 
 def total_categories(num_categories: int | Sequence[int]) -> int:

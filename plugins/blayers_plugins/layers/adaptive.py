@@ -8,8 +8,8 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_plugins._priors import loc_scale_family, positive_prior, real_prior
-from blayers_plugins.layers._base import BaseLayer, sample_adaptive
+from blayers_core.plugin import BaseLayer, loc_scale_family, positive_prior, real_prior
+from blayers_plugins.layers._adaptive_prior import sample_adaptive
 
 
 @attrs.frozen(kw_only=True)
@@ -37,7 +37,7 @@ class AdaptiveLayer(BaseLayer):
     coef_dist: type[Distribution] = attrs.field(default=dist.Normal, validator=loc_scale_family)
     coef_loc: float = 0.0
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         shape = (x.shape[1], units)
         beta = sample_adaptive(
             "scale", "beta", self.scale_prior, self.coef_dist, self.coef_loc, shape
@@ -64,6 +64,6 @@ class FixedPriorLayer(BaseLayer):
         factory=lambda: dist.Normal(0.0, 1.0), validator=real_prior
     )
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         beta = numpyro.sample("beta", self.coef_prior.expand([x.shape[1], units]).to_event(2))
         return x @ beta

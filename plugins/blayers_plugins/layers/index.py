@@ -7,7 +7,7 @@ field has its own block of rows in one parameter table of ``C = sum(num_categori
 are range-checked whenever they are concrete, so a code outside ``0..C-1`` raises a ``ValueError``
 naming the argument, before anything is compiled; it is never clamped or wrapped around. Rows of
 the parameter table are gathered, ``O(n * f * units)``: no one-hot matrix is built. Inside
-``blayers_core.io.frames.allow_population_codes()`` (``predict(..., unseen="population")``) the code
+``blayers_core.plugin.allow_population_codes()`` (``predict(..., unseen="population")``) the code
 ``-1`` stands for a level not seen in training and gathers a zero row: no effect, the population
 mean of the zero-centred effects.
 
@@ -28,8 +28,8 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution, constraints
 
-from blayers_plugins._priors import boolean, positive_number, positive_prior, real_prior
-from blayers_plugins.layers._base import BaseLayer, sample_adaptive
+from blayers_core.plugin import BaseLayer, boolean, positive_number, positive_prior, real_prior
+from blayers_plugins.layers._adaptive_prior import sample_adaptive
 from blayers_plugins.layers._indices import (
     categories_validator,
     index_input,
@@ -104,7 +104,7 @@ class _WeightableCodes(_IndexLayer):
     weighted: bool
 
     @property
-    def input_names(self) -> tuple[str, ...]:  # type: ignore[override]
+    def input_names(self) -> tuple[str, ...]:
         return ("x", "values") if self.weighted else ("x",)
 
 
@@ -139,7 +139,7 @@ class InterceptLayer(BaseLayer):
             )
         return jnp.zeros((shape[0], 0))  # only the row count is used
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         beta = numpyro.sample("beta", self.coef_prior.expand([units]).to_event(1))
         return jnp.broadcast_to(beta, (x.shape[0], units))
 
@@ -168,15 +168,16 @@ class EmbeddingLayer(_WeightableCodes):
         weighted: take a second input ``values`` weighing every code.
     """
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"num_categories": 4}
+
     num_categories: int | Sequence[int] = attrs.field(validator=categories_validator)
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
     )
     weighted: bool = attrs.field(default=False, validator=boolean)
 
-    def forward(  # type: ignore[override]
-        self, x: jax.Array, values: jax.Array | None = None, *, units: int
-    ) -> jax.Array:
+    def forward(self, x: jax.Array, values: jax.Array | None = None, *, units: int) -> jax.Array:
         _check_weights(type(self).__name__, x, values)
         shape = (self.table_rows, units)
         table = sample_adaptive("scale", "theta", self.scale_prior, dist.Normal, 0.0, shape)
@@ -209,6 +210,9 @@ class RandomEffectsLayer(_WeightableCodes):
             multi-hot rows: weight 0 for padding), as ``EmbeddingLayer``.
     """
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"num_categories": 4}
+
     num_categories: int | Sequence[int] = attrs.field(validator=categories_validator)
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
@@ -216,9 +220,7 @@ class RandomEffectsLayer(_WeightableCodes):
     noncentered: bool = attrs.field(default=False, validator=boolean)
     weighted: bool = attrs.field(default=False, validator=boolean)
 
-    def forward(  # type: ignore[override]
-        self, x: jax.Array, values: jax.Array | None = None, *, units: int
-    ) -> jax.Array:
+    def forward(self, x: jax.Array, values: jax.Array | None = None, *, units: int) -> jax.Array:
         _check_weights(type(self).__name__, x, values)
         shape = (self.table_rows, units)
         if self.noncentered:
@@ -254,12 +256,15 @@ class RandomSlopesLayer(_IndexLayer):
     index_names: ClassVar[tuple[str, ...]] = ("groups",)
     single_field: ClassVar[bool] = True
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"num_categories": 4}
+
     num_categories: int = attrs.field(validator=[categories_validator, _one_field])
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
     )
 
-    def forward(self, x: jax.Array, groups: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, groups: jax.Array, *, units: int) -> jax.Array:
         d = x.shape[1]
         scale = numpyro.sample("scale", self.scale_prior.expand([d, units]).to_event(2))
         beta = numpyro.sample(
@@ -284,12 +289,15 @@ class FixedEffectsLayer(_IndexLayer):
         coef_prior: scalar prior of every coefficient on the real line (default ``Normal(0, 1)``).
     """
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"num_categories": 4}
+
     num_categories: int | Sequence[int] = attrs.field(validator=categories_validator)
     coef_prior: Distribution = attrs.field(
         factory=lambda: dist.Normal(0.0, 1.0), validator=real_prior
     )
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         theta = numpyro.sample(
             "theta", self.coef_prior.expand([self.table_rows, units]).to_event(2)
         )
@@ -320,12 +328,15 @@ class RandomWalkLayer(_IndexLayer):
 
     single_field: ClassVar[bool] = True
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"num_categories": 4}
+
     num_categories: int = attrs.field(validator=[categories_validator, _one_field])
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
     )
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         shape = (self.table_rows, units)
         increments = sample_adaptive(
             "scale", "increments", self.scale_prior, dist.Normal, 0.0, shape
@@ -450,6 +461,9 @@ class AR1Layer(_IndexLayer):
 
     single_field: ClassVar[bool] = True
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"num_categories": 4}
+
     num_categories: int = attrs.field(validator=[categories_validator, _one_field])
     rho_concentration: float = attrs.field(default=2.0, validator=positive_number)
     sigma_prior: Distribution = attrs.field(
@@ -457,7 +471,7 @@ class AR1Layer(_IndexLayer):
     )
     noncentered: bool = attrs.field(default=False, validator=boolean)
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         c = float(self.rho_concentration)
         num_steps = self.table_rows
         rho_raw = numpyro.sample("rho_raw", dist.Beta(c, c).expand([units]).to_event(1))

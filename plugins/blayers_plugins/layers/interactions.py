@@ -7,7 +7,7 @@ factor rows are gathered from the table, ``O(n * fields * rank)``, with no one-h
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import jax
@@ -16,10 +16,17 @@ import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_core import check_data, layer_input
-from blayers_core.contract.population import population_codes_allowed
-from blayers_plugins._priors import boolean, loc_scale_family, positive_int, positive_prior
-from blayers_plugins.layers._base import BaseLayer, sample_adaptive
+from blayers_core.plugin import (
+    BaseLayer,
+    boolean,
+    check_data,
+    layer_input,
+    loc_scale_family,
+    population_codes_allowed,
+    positive_int,
+    positive_prior,
+)
+from blayers_plugins.layers._adaptive_prior import sample_adaptive
 from blayers_plugins.layers._indices import (
     categories_validator,
     index_input,
@@ -158,6 +165,9 @@ class FMLayer(BaseLayer):
         weighted: with ``num_categories``, take ``(codes, values)`` inputs (multi-hot rows).
     """
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"low_rank_dim": 2}
+
     low_rank_dim: int = attrs.field(validator=positive_int)
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
@@ -175,7 +185,7 @@ class FMLayer(BaseLayer):
             )
 
     @property
-    def input_names(self) -> tuple[str, ...]:  # type: ignore[override]
+    def input_names(self) -> tuple[str, ...]:
         return ("x", "values") if self.weighted else ("x",)
 
     def convert_input(self, layer: str, argument: str, value: Any) -> jax.Array:
@@ -185,9 +195,7 @@ class FMLayer(BaseLayer):
             return _values_input(layer, argument, value, self.num_categories)
         return index_input(layer, argument, value, self.num_categories)
 
-    def forward(  # type: ignore[override]
-        self, x: jax.Array, values: jax.Array | None = None, *, units: int
-    ) -> jax.Array:
+    def forward(self, x: jax.Array, values: jax.Array | None = None, *, units: int) -> jax.Array:
         if self.num_categories is None:
             shape = (x.shape[1], self.low_rank_dim, units)
             theta = sample_adaptive(
@@ -269,6 +277,9 @@ class LowRankInteractionLayer(BaseLayer):
         z_weighted: with ``z_num_categories``, take weights ``z_values`` after ``z``.
     """
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"low_rank_dim": 2}
+
     low_rank_dim: int = attrs.field(validator=positive_int)
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
@@ -292,7 +303,7 @@ class LowRankInteractionLayer(BaseLayer):
                 )
 
     @property
-    def input_names(self) -> tuple[str, ...]:  # type: ignore[override]
+    def input_names(self) -> tuple[str, ...]:
         names = ["x"] + (["x_values"] if self.x_weighted else [])
         return (*names, "z", *(["z_values"] if self.z_weighted else []))
 

@@ -16,8 +16,8 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_plugins._priors import boolean, loc_scale_family, positive_int, positive_prior
-from blayers_plugins.layers._base import BaseLayer, sample_adaptive
+from blayers_core.plugin import BaseLayer, boolean, loc_scale_family, positive_int, positive_prior
+from blayers_plugins.layers._adaptive_prior import sample_adaptive
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -102,6 +102,9 @@ class FM3Layer(BaseLayer):
         coef_loc: location of the factors' prior (default 0).
     """
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"low_rank_dim": 2}
+
     low_rank_dim: int = attrs.field(validator=positive_int)
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
@@ -114,7 +117,7 @@ class FM3Layer(BaseLayer):
         _require_columns(layer, argument, x, 3, "an order-3 interaction needs three features")
         return x
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         shape = (x.shape[1], self.low_rank_dim, units)
         theta = sample_adaptive(
             "scale", "theta", self.scale_prior, self.coef_dist, self.coef_loc, shape
@@ -157,8 +160,8 @@ class InteractionLayer(BaseLayer):
     coef_dist: type[Distribution] = attrs.field(default=dist.Normal, validator=loc_scale_family)
     coef_loc: float = 0.0
 
-    @property  # type: ignore[misc]
-    def input_names(self) -> tuple[str, ...]:  # type: ignore[override]
+    @property
+    def input_names(self) -> tuple[str, ...]:
         return ("x", "z") if self.with_second_input else ("x",)
 
     def convert_input(self, layer: str, argument: str, value: Any) -> jax.Array:
@@ -174,9 +177,7 @@ class InteractionLayer(BaseLayer):
             )
         return x
 
-    def forward(  # type: ignore[override]
-        self, x: jax.Array, z: jax.Array | None = None, *, units: int
-    ) -> jax.Array:
+    def forward(self, x: jax.Array, z: jax.Array | None = None, *, units: int) -> jax.Array:
         products = pairwise_products(x) if z is None else cross_products(x, z)
         shape = (products.shape[1], units)
         beta = sample_adaptive(
@@ -215,7 +216,7 @@ class BilinearLayer(BaseLayer):
     coef_dist: type[Distribution] = attrs.field(default=dist.Normal, validator=loc_scale_family)
     coef_loc: float = 0.0
 
-    def forward(self, x: jax.Array, z: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, z: jax.Array, *, units: int) -> jax.Array:
         shape = (x.shape[1], z.shape[1], units)
         w = sample_adaptive("scale", "beta", self.scale_prior, self.coef_dist, self.coef_loc, shape)
         return jnp.einsum("ni,iju,nj->nu", x, w, z)
@@ -248,6 +249,9 @@ class LowRankBilinearLayer(BaseLayer):
 
     input_names: ClassVar[tuple[str, ...]] = ("x", "z")
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"low_rank_dim": 2}
+
     low_rank_dim: int = attrs.field(validator=positive_int)
     scale_prior: Distribution = attrs.field(
         factory=lambda: dist.HalfNormal(1.0), validator=positive_prior
@@ -255,7 +259,7 @@ class LowRankBilinearLayer(BaseLayer):
     coef_dist: type[Distribution] = attrs.field(default=dist.Normal, validator=loc_scale_family)
     coef_loc: float = 0.0
 
-    def forward(self, x: jax.Array, z: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, z: jax.Array, *, units: int) -> jax.Array:
         k, family, loc = self.low_rank_dim, self.coef_dist, self.coef_loc
         scale = _sample_scale(self.scale_prior, units)
         a = _sample_coef("x_theta", family, loc, scale, (x.shape[1], k, units))

@@ -15,8 +15,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution, constraints
 
-from blayers_plugins._priors import boolean, positive_number, positive_number_or_none
-from blayers_plugins.layers._base import BaseLayer
+from blayers_core.plugin import BaseLayer, boolean, positive_number, positive_number_or_none
 from blayers_plugins.layers.pairwise import pairwise_products
 
 
@@ -34,7 +33,7 @@ class _Horseshoe(BaseLayer):
         """The columns the coefficients multiply."""
         return x
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         features = self.features(x)
         d = features.shape[1]
         tau = numpyro.sample("tau", dist.HalfCauchy(self.tau0).expand([units]).to_event(1))
@@ -236,7 +235,7 @@ class MixtureLayer(BaseLayer):
     )
     weight_scale: float = attrs.field(default=1.0, validator=positive_number)
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         k = len(self.component_dists)
         if self.weights is None:
             logits_prior = dist.Normal(0.0, self.weight_scale).expand([k]).to_event(1)

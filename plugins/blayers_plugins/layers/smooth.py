@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import jax
@@ -13,13 +13,13 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_core import check_data
-from blayers_plugins._priors import (
+from blayers_core.plugin import (
+    BaseLayer,
+    check_data,
     positive_int,
     positive_number,
     positive_prior,
 )
-from blayers_plugins.layers._base import BaseLayer
 from blayers_plugins.splines import bspline_basis, check_knots, greville_abscissae
 
 
@@ -34,7 +34,7 @@ def _one_column(layer: str, argument: str, x: jax.Array) -> None:
 
 def _check_within(layer: str, argument: str, x: jax.Array, lo: float, hi: float, fix: str) -> None:
     """Raise if ``x`` has values outside ``[lo, hi]`` (compared in x's precision; see
-    :func:`blayers_core.check_data` for when)."""
+    :func:`blayers_core.plugin.check_data` for when)."""
 
     def check(values: np.ndarray) -> None:
         lo_x, hi_x = np.asarray(lo, values.dtype), np.asarray(hi, values.dtype)
@@ -110,6 +110,11 @@ class PSplineLayer(BaseLayer):
             reals (default ``HalfNormal(1)``).
     """
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"knots": (-1, -1, -1, -1, 0, 1, 1, 1, 1)}
+    #: The kit's example input: one column (in [-1, 1], within the knots).
+    example_columns: ClassVar[int] = 1
+
     knots: tuple[float, ...] = attrs.field(converter=_knots_converter)
     degree: int = attrs.field(default=3, validator=positive_int)
     trend_scale: float = attrs.field(default=1.0, validator=positive_number)
@@ -164,7 +169,7 @@ class PSplineLayer(BaseLayer):
         )
         return x
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         k = self.num_basis
         scale = numpyro.sample("scale", self.scale_prior.expand([units]).to_event(1))
         delta = numpyro.sample("delta", dist.Normal(0.0, scale).expand([k - 2, units]).to_event(2))
@@ -238,6 +243,11 @@ class HSGPLayer(BaseLayer):
             ``HalfNormal(1)``).
     """
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"L": 1.5, "m": 4}
+    #: The kit's example input: one column (in [-1, 1], within [-L, L]).
+    example_columns: ClassVar[int] = 1
+
     L: float = attrs.field(validator=positive_number)
     m: int = attrs.field(validator=positive_int)
     lengthscale_prior: Distribution = attrs.field(
@@ -260,7 +270,7 @@ class HSGPLayer(BaseLayer):
         )
         return x
 
-    def forward(self, x: jax.Array, *, units: int) -> jax.Array:  # type: ignore[override]
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
         L = float(self.L)
         lengthscale = numpyro.sample(
             "lengthscale", self.lengthscale_prior.expand([units]).to_event(1)

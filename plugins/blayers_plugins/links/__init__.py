@@ -1,7 +1,7 @@
 """First-party links."""
 
+from blayers_core.plugin import BaseLink
 from blayers_plugins.links import families
-from blayers_plugins.links._base import BaseLink
 from blayers_plugins.links.families import (
     BetaLink,
     CategoricalLink,

@@ -25,10 +25,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_core import align_to_target
-from blayers_plugins._priors import positive_prior
-from blayers_plugins.links._base import site_name
-from blayers_plugins.links._family import FamilyLink
+from blayers_core.plugin import BaseLink, align_to_target, positive_prior, site_name
 
 #: The ``scale`` option for a scale learned per row from a second predictor column.
 PER_ROW = "per_row"
@@ -54,7 +51,7 @@ def scale_option(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> 
 
 
 @attrs.frozen(kw_only=True)
-class LocScaleLink(FamilyLink):
+class LocScaleLink(BaseLink):
     """Base of the location-scale links; subclasses give :meth:`family` (and its extra sites).
 
     Args:

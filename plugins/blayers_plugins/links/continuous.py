@@ -7,13 +7,13 @@ from typing import Any
 import attrs
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_plugins._priors import positive_number_or_none, positive_prior
-from blayers_plugins.links._base import site_name
-from blayers_plugins.links._family import FamilyLink, check_values
+from blayers_core.plugin import BaseLink, positive_number_or_none, positive_prior, site_name
+from blayers_plugins.links._family import check_values
 from blayers_plugins.links._loc_scale import LocScaleLink
 
 #: Degrees of freedom of the Student-t link when neither ``df`` nor ``df_prior`` is given.
@@ -49,7 +49,7 @@ class LogNormalLink(LocScaleLink):
     def family(self, loc: jax.Array, sigma: Any) -> Distribution:
         return dist.LogNormal(loc, sigma)
 
-    def check_target(self, y: jax.Array, mu: jax.Array) -> None:
+    def check_target(self, y: np.ndarray, mu_shape: tuple[int, ...]) -> None:
         check_values(self, y, "strictly positive values (y > 0)", lambda v: v > 0)
 
 
@@ -95,7 +95,7 @@ class StudentTLink(LocScaleLink):
 
 
 @attrs.frozen(kw_only=True)
-class GammaLink(FamilyLink):
+class GammaLink(BaseLink):
     r"""Gamma likelihood with mean ``exp(mu)`` (log link) and a learned shape.
 
     Generative model, for a predictor ``mu`` of shape ``(n,)`` (or ``(n, 1)``):
@@ -120,12 +120,12 @@ class GammaLink(FamilyLink):
         k = numpyro.sample("shape", self.shape_prior)
         return dist.Gamma(k, k * jnp.exp(-mu))
 
-    def check_target(self, y: jax.Array, mu: jax.Array) -> None:
+    def check_target(self, y: np.ndarray, mu_shape: tuple[int, ...]) -> None:
         check_values(self, y, "strictly positive values (y > 0)", lambda v: v > 0)
 
 
 @attrs.frozen(kw_only=True)
-class ExponentialLink(FamilyLink):
+class ExponentialLink(BaseLink):
     r"""Exponential likelihood with mean ``exp(mu)`` (log link).
 
     Generative model, for a predictor ``mu`` of shape ``(n,)`` (or ``(n, 1)``):
@@ -145,12 +145,12 @@ class ExponentialLink(FamilyLink):
     def likelihood(self, mu: jax.Array) -> Distribution:
         return dist.Exponential(jnp.exp(-mu))
 
-    def check_target(self, y: jax.Array, mu: jax.Array) -> None:
+    def check_target(self, y: np.ndarray, mu_shape: tuple[int, ...]) -> None:
         check_values(self, y, "strictly positive values (y > 0)", lambda v: v > 0)
 
 
 @attrs.frozen(kw_only=True)
-class BetaLink(FamilyLink):
+class BetaLink(BaseLink):
     r"""Beta likelihood for proportions in (0, 1), mean ``sigmoid(mu)`` and a learned precision.
 
     Generative model, for a predictor ``mu`` of shape ``(n,)`` (or ``(n, 1)``):
@@ -177,7 +177,7 @@ class BetaLink(FamilyLink):
         phi = numpyro.sample("precision", self.precision_prior)
         return dist.Beta(jax.nn.sigmoid(mu) * phi, jax.nn.sigmoid(-mu) * phi)
 
-    def check_target(self, y: jax.Array, mu: jax.Array) -> None:
+    def check_target(self, y: np.ndarray, mu_shape: tuple[int, ...]) -> None:
         check_values(
             self,
             y,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import attrs
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_plugins._priors import positive_prior
-from blayers_plugins.links._base import site_name
-from blayers_plugins.links._family import FamilyLink, check_counts, unit_interval_prior
+from blayers_core.plugin import BaseLink, positive_prior, site_name, unit_interval_prior
+from blayers_plugins.links._family import check_counts
 
 
 def _exponential_one() -> Distribution:
@@ -34,7 +34,7 @@ def _zero_inflated(base: Distribution, gate_prior: Distribution) -> Distribution
 
 
 @attrs.frozen(kw_only=True)
-class PoissonLink(FamilyLink):
+class PoissonLink(BaseLink):
     r"""Poisson likelihood for counts with rate ``exp(mu)`` (log link).
 
     Generative model, for a predictor ``mu`` of shape ``(n,)`` (or ``(n, 1)``):
@@ -51,12 +51,12 @@ class PoissonLink(FamilyLink):
     def likelihood(self, mu: jax.Array) -> Distribution:
         return dist.Poisson(jnp.exp(mu))
 
-    def check_target(self, y: jax.Array, mu: jax.Array) -> None:
+    def check_target(self, y: np.ndarray, mu_shape: tuple[int, ...]) -> None:
         check_counts(self, y)
 
 
 @attrs.frozen(kw_only=True)
-class NegativeBinomialLink(FamilyLink):
+class NegativeBinomialLink(BaseLink):
     r"""Negative binomial (NB2) likelihood for overdispersed counts with mean ``exp(mu)``.
 
     Generative model, for a predictor ``mu`` of shape ``(n,)`` (or ``(n, 1)``):
@@ -82,7 +82,7 @@ class NegativeBinomialLink(FamilyLink):
         phi = numpyro.sample("concentration", self.concentration_prior)
         return dist.NegativeBinomial2(jnp.exp(mu), phi)
 
-    def check_target(self, y: jax.Array, mu: jax.Array) -> None:
+    def check_target(self, y: np.ndarray, mu_shape: tuple[int, ...]) -> None:
         check_counts(self, y)
 
 

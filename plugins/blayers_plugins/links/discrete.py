@@ -11,14 +11,13 @@ from typing import Any, ClassVar
 import attrs
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution
 
-from blayers_plugins._priors import positive_prior, real_prior
-from blayers_plugins.links._base import site_name
+from blayers_core.plugin import BaseLink, positive_prior, real_prior, site_name
 from blayers_plugins.links._family import (
-    FamilyLink,
     check_codes,
     check_values,
     num_classes_validator,
@@ -26,7 +25,7 @@ from blayers_plugins.links._family import (
 
 
 @attrs.frozen(kw_only=True)
-class LogitLink(FamilyLink):
+class LogitLink(BaseLink):
     r"""Bernoulli likelihood for 0/1 outcomes with log-odds ``mu`` (logistic regression).
 
     Generative model, for a predictor ``mu`` of shape ``(n,)`` (or ``(n, 1)``):
@@ -45,12 +44,12 @@ class LogitLink(FamilyLink):
     def likelihood(self, mu: jax.Array) -> Distribution:
         return dist.BernoulliLogits(mu)
 
-    def check_target(self, y: jax.Array, mu: jax.Array) -> None:
+    def check_target(self, y: np.ndarray, mu_shape: tuple[int, ...]) -> None:
         check_values(self, y, "binary outcomes 0 or 1", lambda v: (v == 0) | (v == 1))
 
 
 @attrs.frozen(kw_only=True)
-class CategoricalLink(FamilyLink):
+class CategoricalLink(BaseLink):
     r"""Categorical likelihood over K classes with logits ``mu`` of shape ``(n, K)`` (softmax).
 
     Generative model, for logits ``mu`` of shape ``(n, K)``, one column per class (build them
@@ -70,6 +69,8 @@ class CategoricalLink(FamilyLink):
         name: the observed site's name (default ``"obs"``).
     """
 
+    #: Columns of the predictor (classes) the conformance kit calls it with.
+    example_units: ClassVar[int] = 3
     target_dtype: ClassVar[Any] = jnp.int32
     num_classes: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(num_classes_validator)
@@ -95,15 +96,15 @@ class CategoricalLink(FamilyLink):
             )
         return mu, y_arr
 
-    def check_target(self, y: jax.Array, mu: jax.Array) -> None:
-        check_codes(self, y, mu.shape[1])
+    def check_target(self, y: np.ndarray, mu_shape: tuple[int, ...]) -> None:
+        check_codes(self, y, mu_shape[1])
 
     def likelihood(self, mu: jax.Array) -> Distribution:
         return dist.CategoricalLogits(mu)
 
 
 @attrs.frozen(kw_only=True)
-class OrdinalLink(FamilyLink):
+class OrdinalLink(BaseLink):
     r"""Ordinal likelihood over K ordered classes: cumulative logit with learned cutpoints.
 
     Generative model, for a predictor ``mu`` of shape ``(n,)`` (or ``(n, 1)``) and
@@ -139,6 +140,8 @@ class OrdinalLink(FamilyLink):
         name: the observed site's name (default ``"obs"``); auxiliary sites are ``name/...``.
     """
 
+    #: Constructor arguments the conformance kit (blayers_core.testing) builds it with.
+    example_config: ClassVar[dict[str, Any]] = {"num_classes": 3}
     target_dtype: ClassVar[Any] = jnp.int32
     num_classes: int = attrs.field(validator=num_classes_validator)
     first_cutpoint_prior: Distribution = attrs.field(
@@ -149,7 +152,7 @@ class OrdinalLink(FamilyLink):
     )
     name: str = attrs.field(default="obs", validator=site_name)
 
-    def check_target(self, y: jax.Array, mu: jax.Array) -> None:
+    def check_target(self, y: np.ndarray, mu_shape: tuple[int, ...]) -> None:
         check_codes(self, y, self.num_classes)
 
     @staticmethod

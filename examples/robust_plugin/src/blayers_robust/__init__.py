@@ -14,13 +14,13 @@ bare or qualified with the entry point's name::
     coef = layer("student_t_prior", df=3.0)     # or layer("robust:student_t_prior", df=3.0)
     lik = link("robust_student_t")              # or link("robust:robust_student_t")
 
-The classes can also be used directly: ``StudentTPriorLayer(df=3.0)("mu", x)``.
+The classes can also be used directly: ``StudentTPriorLayer(df=3.0)("mu", x)``. They subclass
+the public bases of :mod:`blayers_core.plugin`, the one module of blayers this package imports.
 """
 
 from __future__ import annotations
 
-from blayers_core import hookimpl
-from blayers_core.contract.hookspecs import Register
+from blayers_core.plugin import Register, hookimpl
 from blayers_robust.layers import StudentTPriorLayer
 from blayers_robust.links import RobustStudentTLink
 

@@ -1,22 +1,17 @@
-"""The ``student_t_prior`` layer, written against the Layer protocol from scratch."""
+"""The ``student_t_prior`` layer: the public :class:`~blayers_core.plugin.BaseLayer` plus its math."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 import jax
-import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro.handlers import scope
 
-from blayers_core import layer_input
-from blayers_robust._checks import positive_finite
+from blayers_core.plugin import BaseLayer, positive_number
 
 
 @attrs.frozen(kw_only=True)
-class StudentTPriorLayer:
+class StudentTPriorLayer(BaseLayer):
     r"""Linear layer ``x @ beta`` whose coefficients have a heavy-tailed Student-t prior.
 
     Generative model, for ``x`` of shape ``(n, d)`` and ``u = units``:
@@ -30,8 +25,10 @@ class StudentTPriorLayer:
     scale, the Student-t shrinks small coefficients about as much but lets a few large ones
     through (it is a scale mixture of Normals with an inverse-Gamma mixing distribution).
 
-    It satisfies :class:`blayers_core.Layer` structurally: ``layer(name, x, units=1)`` samples
-    ``"{name}/beta"`` and returns an ``(n, units)`` array. It holds configuration only.
+    Called as ``layer(name, x, units=1)``. The base class's final ``__call__`` checks ``name``,
+    ``units`` and ``x`` (a 2-D numeric array), opens ``scope(prefix=name)`` so the site is
+    ``"{name}/beta"``, and checks the ``(n, units)`` output; this class writes only the math. It
+    holds configuration only.
 
     Args:
         df: degrees of freedom :math:`\nu > 0` of the prior (default 3; large values approach a
@@ -42,25 +39,11 @@ class StudentTPriorLayer:
         ValueError: from the constructor, when ``df`` or ``scale`` is not a positive finite number.
     """
 
-    df: float = attrs.field(default=3.0, validator=positive_finite)
-    scale: float = attrs.field(default=1.0, validator=positive_finite)
+    df: float = attrs.field(default=3.0, validator=positive_number)
+    scale: float = attrs.field(default=1.0, validator=positive_number)
 
-    def __call__(self, name: str, x: Any, *, units: int = 1) -> jax.Array:
-        """Sample ``"{name}/beta"`` of shape ``(d, units)`` and return ``x @ beta``, ``(n, units)``.
-
-        Raises:
-            TypeError: ``name`` is not a non-empty str.
-            ValueError: ``x`` is not a 2-D numeric array, or ``units`` is not a positive int.
-        """
-        if not isinstance(name, str) or not name:
-            raise TypeError(
-                "StudentTPriorLayer: the first argument is the layer's site name, a non-empty "
-                f"str, e.g. layer('mu', x); got {name!r}"
-            )
-        if isinstance(units, bool) or not isinstance(units, int | np.integer) or units < 1:
-            raise ValueError(f"layer {name!r}: units must be a positive int, got {units!r}")
-        x = layer_input(name, "x", x)
-        prior = dist.StudentT(self.df, 0.0, self.scale).expand([x.shape[1], int(units)])
-        with scope(prefix=name):  # the site is "{name}/beta"
-            beta = numpyro.sample("beta", prior.to_event(2))
+    def forward(self, x: jax.Array, *, units: int) -> jax.Array:
+        """Sample ``beta`` of shape ``(d, units)`` and return ``x @ beta``, ``(n, units)``."""
+        prior = dist.StudentT(self.df, 0.0, self.scale).expand([x.shape[1], units])
+        beta = numpyro.sample("beta", prior.to_event(2))
         return x @ beta  # type: ignore[no-any-return]

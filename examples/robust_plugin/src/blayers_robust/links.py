@@ -1,21 +1,18 @@
-"""The ``robust_student_t`` link, written against the Link protocol from scratch."""
+"""The ``robust_student_t`` link: the public :class:`~blayers_core.plugin.BaseLink` plus its math."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import attrs
 import jax
 import numpyro
 import numpyro.distributions as dist
-from numpyro.handlers import scope
+from numpyro.distributions import Distribution
 
-from blayers_core import align_to_target
-from blayers_robust._checks import positive_finite_or_none, site_name
+from blayers_core.plugin import BaseLink, positive_number_or_none, site_name
 
 
 @attrs.frozen(kw_only=True)
-class RobustStudentTLink:
+class RobustStudentTLink(BaseLink):
     r"""Student-t likelihood around the predictor: a regression robust to outliers.
 
     Generative model, for a predictor ``mu`` of shape ``(n,)`` (or ``(n, 1)``) and ``o = name``:
@@ -29,9 +26,10 @@ class RobustStudentTLink:
     degrees of freedom. With ``df`` given, :math:`\nu` is that fixed value and no ``o/df`` site is
     sampled.
 
-    It satisfies :class:`blayers_core.Link` structurally: ``link(mu, y=None)`` observes ``o`` at
-    ``y`` (or draws it when ``y`` is ``None``) and returns it, ``(n,)``. An ``(n, 1)`` predictor
-    matches an ``(n,)`` target; any other shape mismatch raises ``ValueError``.
+    Called as ``link(mu, y=None)``. The base class's final ``__call__`` matches ``mu`` to ``y``
+    (an ``(n, 1)`` predictor matches an ``(n,)`` target; any other mismatch raises
+    ``ValueError``), scopes the auxiliary sites under ``o``, and observes ``o`` at ``y``, or draws
+    it, ``(n,)``, when ``y`` is ``None``; this class writes only the likelihood.
 
     Args:
         df: fixed degrees of freedom :math:`\nu > 0`; ``None`` (default) learns them.
@@ -42,13 +40,11 @@ class RobustStudentTLink:
             number, or ``name`` is empty or contains ``/``.
     """
 
-    df: float | None = attrs.field(default=None, validator=positive_finite_or_none)
+    df: float | None = attrs.field(default=None, validator=positive_number_or_none)
     name: str = attrs.field(default="obs", validator=site_name)
 
-    def __call__(self, mu: Any, y: Any | None = None) -> jax.Array:
-        """Sample ``name/sigma`` (and ``name/df``), then observe ``name`` at ``y``; ``(n,)``."""
-        mu, y = align_to_target(self.name, mu, y)
-        with scope(prefix=self.name):  # auxiliary sites are "{name}/sigma", "{name}/df"
-            sigma = numpyro.sample("sigma", dist.Exponential(1.0))
-            df = numpyro.sample("df", dist.Gamma(2.0, 0.1)) if self.df is None else self.df
-        return numpyro.sample(self.name, dist.StudentT(df, mu, sigma), obs=y)  # type: ignore[no-any-return]
+    def likelihood(self, mu: jax.Array) -> Distribution:
+        """Sample ``sigma`` (and ``df``), scoped under ``name``; the distribution of ``y``."""
+        sigma = numpyro.sample("sigma", dist.Exponential(1.0))
+        df = numpyro.sample("df", dist.Gamma(2.0, 0.1)) if self.df is None else self.df
+        return dist.StudentT(df, mu, sigma)
