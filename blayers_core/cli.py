@@ -5,7 +5,9 @@
     blayers plugins              # installed plugins, their components, versions and load errors
     blayers describe adaptive    # docstring, constructor parameters and origin of a component
     blayers describe --kind layer blayers:adaptive
-    blayers doctor               # check every component against its protocol; exit 1 on failures
+    blayers doctor               # run the conformance kit on every component; exit 1 on failures
+    blayers doctor --quick       # the same without the short fits
+    blayers doctor adaptive      # only the components named
 
 Every command takes ``--json`` for machine-readable output. ``python -m blayers_core`` is the
 same command.
@@ -22,6 +24,7 @@ import difflib
 import inspect
 import json
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,8 +37,8 @@ from blayers_core.contract.errors import (
     ComponentNotFoundError,
     PluginWarning,
 )
-from blayers_core.contract.protocols import Layer, Link, Loss
-from blayers_core.contract.registry import Component, Registry, check_protocol, get_registry
+from blayers_core.contract.registry import Component, Registry, get_registry
+from blayers_core.testing import CheckResult, run_checks
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -173,13 +176,17 @@ def _error_text(error: BaseException) -> str:
 
 
 def plugins_report(registry: Registry) -> list[dict[str, Any]]:
-    """Installed plugins with their components and the errors that made any be skipped."""
+    """Installed plugins with their components and the errors that made any be skipped.
+
+    One entry per plugin and distribution: two distributions that declare the same plugin name
+    (a conflict, or an impostor of the first-party plugin) are listed apart, each with its error.
+    """
     found, failures = _load(registry)
-    plugins: dict[str, dict[str, Any]] = {}
+    plugins: dict[tuple[str, str], dict[str, Any]] = {}
 
     def entry(plugin: str, distribution: str, version: str, first_party: bool) -> dict[str, Any]:
         return plugins.setdefault(
-            plugin,
+            (plugin, distribution),
             {
                 "plugin": plugin,
                 "distribution": distribution,
@@ -198,7 +205,9 @@ def plugins_report(registry: Registry) -> list[dict[str, Any]]:
         entry(f.plugin, f.distribution, f.version, False)["errors"].append(
             {"kind": f.kind, "component": f.component, "error": _error_text(f.error)}
         )
-    return sorted(plugins.values(), key=lambda p: (not p["first_party"], p["plugin"]))
+    return sorted(
+        plugins.values(), key=lambda p: (not p["first_party"], p["plugin"], p["distribution"])
+    )
 
 
 _PLURAL = {"layer": "layers", "link": "links", "loss": "losses", "guide": "guides"}
@@ -295,96 +304,82 @@ def _print_describe(report: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------ doctor
 
 
-def _tiny_model() -> None:
-    import numpyro
-    import numpyro.distributions as dist
-
-    numpyro.sample("a", dist.Normal(0.0, 1.0))
-
-
-def _positional_slots(fn: Callable[..., Any], count: int) -> str | None:
-    """``None`` if ``fn`` accepts ``count`` positional arguments, else what is wrong."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None  # builtins without a signature: nothing to check
-    try:
-        signature.bind_partial(*([None] * count))
-    except TypeError:
-        return f"takes {signature}, which does not accept {count} positional arguments"
-    return None
+def _summary(results: Sequence[CheckResult], seconds: float) -> str:
+    """``9 checks passed, 1 skipped (2.1 s)``, or the failures, one after the other."""
+    failed = [r for r in results if r.status == "fail"]
+    if failed:
+        return " | ".join(r.detail for r in failed)
+    skipped = sum(r.status == "skip" for r in results)
+    passed = len(results) - skipped
+    extra = f", {skipped} skipped" if skipped else ""
+    return f"{passed} checks passed{extra} ({seconds:.1f} s)"
 
 
-def _needs_arguments(factory: Any, skip: int) -> list[str]:
-    """Required parameters of a factory beyond its first ``skip`` positional ones."""
-    required = [p for p in parameters(factory) if p["required"]]
-    return [p["name"] for p in required[skip:]]
+def check_component(component: Component, *, quick: bool = False) -> tuple[bool, str]:
+    """Run the conformance kit (:mod:`blayers_core.testing`) on one component: ``(passed,
+    detail)``, the detail naming each failed check."""
+    start = time.perf_counter()
+    results = run_checks(component, quick=quick)
+    passed = all(r.passed for r in results)
+    return passed, _summary(results, time.perf_counter() - start)
 
 
-def check_component(component: Component) -> tuple[bool, str]:
-    """Check one component against the protocol of its kind: ``(passed, detail)``."""
-    factory, kind = component.factory, component.kind
-    try:
-        if kind in ("layer", "link", "loss"):
-            return _check_callable_component(component)
-        if kind == "guide":
-            built = factory(_tiny_model)
-            check_protocol("guide", built, origin=component.qualified_name)
-            return True, "factory(model) builds a callable guide"
-        built = factory(1e-3)
-        check_protocol("optimizer", built, origin=component.qualified_name)
-        return True, "factory(learning_rate) builds an optax transformation (init, update)"
-    except Exception as exc:
-        return False, _error_text(exc)
+def _component_entry(component: Component, quick: bool) -> dict[str, Any]:
+    start = time.perf_counter()
+    results = run_checks(component, quick=quick)
+    seconds = time.perf_counter() - start
+    return {
+        "kind": component.kind,
+        "name": component.qualified_name,
+        "distribution": component.distribution,
+        "version": component.version,
+        "passed": all(r.passed for r in results),
+        "detail": _summary(results, seconds),
+        "seconds": round(seconds, 3),
+        "results": [
+            {
+                "check": r.check,
+                "status": r.status,
+                "detail": r.detail,
+                "seconds": round(r.seconds, 3),
+            }
+            for r in results
+        ],
+    }
 
 
-_PROTOCOL: dict[str, tuple[type, str, int, str]] = {
-    # kind: (protocol, method, positional arguments it must take, what they are)
-    "layer": (Layer, "__call__", 2, "(name, x)"),
-    "link": (Link, "__call__", 2, "(mu, y)"),
-    "loss": (Loss, "loss", 4, "(rng_key, params, model, guide)"),
-}
+def doctor_report(
+    registry: Registry,
+    *,
+    quick: bool = False,
+    names: Sequence[str] = (),
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Every component run through the conformance kit, and every plugin that failed to load.
 
-
-def _check_callable_component(component: Component) -> tuple[bool, str]:
-    protocol, method, count, shown = _PROTOCOL[component.kind]
-    factory = component.factory
-    missing = _needs_arguments(factory, 0) if inspect.isclass(factory) else []
-    if missing:  # cannot build with defaults: check the class's method instead
-        fn = getattr(factory, method, None)
-        if not callable(fn):
-            return False, f"class {factory.__qualname__} has no {method}()"
-        problem = _positional_slots(fn, count + 1)  # unbound: self comes first
-        if problem:
-            return False, f"{method} {problem}; the {component.kind} protocol calls it as {shown}"
-        return True, (
-            f"needs {', '.join(missing)} to build, so the class was checked: {method}{shown} ok"
-        )
-    built = factory()
-    if not isinstance(built, protocol):
-        return False, f"factory() built {built!r}, which is not a {protocol.__name__}"
-    problem = _positional_slots(getattr(built, method), count)
-    if problem:
-        return False, f"{method} {problem}; the {component.kind} protocol calls it as {shown}"
-    return True, f"builds with defaults; {method}{shown} ok"
-
-
-def doctor_report(registry: Registry) -> dict[str, Any]:
-    """Every component checked against its protocol, and every plugin that failed to load."""
+    Args:
+        registry: the registry to check.
+        quick: leave out the checks that fit a model.
+        names: check only these components (bare or ``plugin:name``); default all.
+        progress: called with each component's entry as soon as it is checked.
+    """
     found, failures = _load(registry)
+    if names:
+        wanted = set(names)
+        found = [c for c in found if c.name in wanted or c.qualified_name in wanted]
+        known = {c.name for c in found} | {c.qualified_name for c in found}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise CommandError(
+                f"no component named {', '.join(map(repr, unknown))}; `blayers plugins` lists "
+                "them all"
+            )
+        failures = [f for f in failures if f.component in wanted]
     checks = []
     for component in found:
-        passed, detail = check_component(component)
-        checks.append(
-            {
-                "kind": component.kind,
-                "name": component.qualified_name,
-                "distribution": component.distribution,
-                "version": component.version,
-                "passed": passed,
-                "detail": detail,
-            }
-        )
+        checks.append(_component_entry(component, quick))
+        if progress is not None:
+            progress(checks[-1])
     for f in failures:
         checks.append(
             {
@@ -394,18 +389,37 @@ def doctor_report(registry: Registry) -> dict[str, Any]:
                 "version": f.version,
                 "passed": False,
                 "detail": "skipped when loading: " + _error_text(f.error),
+                "seconds": 0.0,
+                "results": [],
             }
         )
+        if progress is not None:
+            progress(checks[-1])
     failed = sum(not c["passed"] for c in checks)
-    return {"ok": failed == 0, "checked": len(checks), "failed": failed, "checks": checks}
+    return {
+        "ok": failed == 0,
+        "quick": quick,
+        "checked": len(checks),
+        "failed": failed,
+        "checks": checks,
+    }
 
 
-def _print_doctor(report: dict[str, Any]) -> None:
-    width = max((len(c["name"]) for c in report["checks"]), default=0) + 2
-    for c in report["checks"]:
-        status = "pass" if c["passed"] else "FAIL"
-        print(f"{status}  {c['kind']:<10}{c['name']:<{width}}{c['detail']}")
-    print(f"\n{report['checked']} checked, {report['failed']} failed")
+def _print_doctor_entry(entry: dict[str, Any]) -> None:
+    status = "pass" if entry["passed"] else "FAIL"
+    print(f"{status}  {entry['kind']:<10}{entry['name']:<32}", end="")
+    failed = [r for r in entry["results"] if r["status"] == "fail"]
+    if not failed:
+        print(entry["detail"], flush=True)
+        return
+    print(f"{len(failed)} of {len(entry['results'])} checks failed")
+    for r in failed:
+        print(f"      {r['detail']}", flush=True)
+
+
+def _print_doctor_summary(report: dict[str, Any]) -> None:
+    how = " (quick: without the fits)" if report["quick"] else ""
+    print(f"\n{report['checked']} checked{how}, {report['failed']} failed")
 
 
 # ------------------------------------------------------------------------------ main
@@ -427,7 +441,14 @@ def _parser() -> argparse.ArgumentParser:
         "--kind", choices=COMPONENT_KINDS, help="when the name is in several kinds"
     )
     doctor = commands.add_parser(
-        "doctor", help="check every installed component against its protocol (exit 1 on failures)"
+        "doctor",
+        help="run the conformance kit on every installed component (exit 1 on failures)",
+    )
+    doctor.add_argument(
+        "names", nargs="*", metavar="NAME", help="check only these components (default: all)"
+    )
+    doctor.add_argument(
+        "--quick", action="store_true", help="leave out the checks that fit a model (faster)"
     )
     for command in (listing, describe, doctor):
         command.add_argument("--json", action="store_true", help="machine-readable output")
@@ -453,8 +474,9 @@ def main(argv: Sequence[str] | None = None, *, registry: Registry | None = None)
             report = describe_report(find_component(reg, args.name, args.kind))
             printer, status = _print_describe, 0
         else:
-            report = doctor_report(reg)
-            printer, status = _print_doctor, 0 if report["ok"] else 1
+            progress = None if args.json else _print_doctor_entry
+            report = doctor_report(reg, quick=args.quick, names=args.names, progress=progress)
+            printer, status = _print_doctor_summary, 0 if report["ok"] else 1
     except CommandError as exc:
         if args.json:
             print(json.dumps({"error": str(exc)}))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_registry import FakeSite
 
-from blayers_core.cli import main
+from blayers_core.cli import doctor_report, main
 
 BROKEN_IMPORT = "import not_a_module_that_exists\n"
 
@@ -33,28 +33,49 @@ def register_layers(register):
     register("no_inputs", NoInputs)
 """
 
-#: A layer that needs one constructor argument and a link named like a layer: a fine plugin.
-GOOD = """
+#: A layer that needs one constructor argument (declared for the kit) and a link named like a
+#: layer: a fine plugin, which passes the conformance kit.
+GOOD = r"""
 import attrs
+import numpyro
+import numpyro.distributions as dist
+from numpyro.handlers import scope
 from blayers_core import hookimpl
+from blayers_core.plugin import align_to_target, layer_input
+
+def _positive(instance, attribute, value):
+    if not isinstance(value, float) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a positive float, got {value!r}")
 
 @attrs.frozen
 class Scaled:
-    '''Multiplies x by a factor.
+    r'''Multiplies x by a factor.
+
+    .. math::
+        \beta \sim \mathcal{N}(0, \text{factor}) \;(d, u), \qquad
+        \text{out} = x\beta + \text{shift} \;(n, u)
 
     Args:
         factor: the factor.
     '''
-    factor: float
+
+    example_config = {"factor": 2.0}
+
+    factor: float = attrs.field(validator=_positive)
     shift: float = 0.5
 
-    def __call__(self, name, x):
-        return x * self.factor + self.shift
+    def __call__(self, name, x, units=1):
+        x = layer_input(name, "x", x)
+        with scope(prefix=name):
+            prior = dist.Normal(0.0, self.factor).expand([x.shape[1], units]).to_event(2)
+            beta = numpyro.sample("beta", prior)
+        return x @ beta + self.shift
 
 class AlsoALink:
-    '''A link called adaptive.'''
+    '''A link called adaptive: y ~ Normal(mu, 1).'''
     def __call__(self, mu, y=None):
-        return mu
+        mu, y = align_to_target("obs", mu, y)
+        return numpyro.sample("obs", dist.Normal(mu, 1.0), obs=y)
 
 @hookimpl
 def register_layers(register):
@@ -98,6 +119,24 @@ def test_plugins_lists_components_versions_and_load_errors(capsys, site) -> None
     assert {("layer", "adaptive"), ("link", "gaussian"), ("optimizer", "adam")} <= first_party
 
 
+def test_plugins_lists_each_distribution_of_a_clashing_plugin_name_apart(capsys, site) -> None:
+    """A second distribution that declares the plugin name "good", and one that declares the
+    first-party name "blayers", are each listed under their own distribution with the error."""
+    site.add("good-impostor", {"good": GOOD}, version="6.6")
+    site.add("blayers-impostor", {"blayers": GOOD}, version="0.0.1")
+    status, out = run(capsys, site, "plugins", "--json")
+    assert status == 0
+    report = {(p["plugin"], p["distribution"]): p for p in json.loads(out)}
+    for distribution in ("good-plugin", "good-impostor"):
+        (error,) = report[("good", distribution)]["errors"]
+        assert "good-plugin" in error["error"] and "good-impostor" in error["error"]
+        assert report[("good", distribution)]["components"] == []
+    first_party = report[("blayers", "blayers-core")]
+    assert first_party["errors"] == [] and first_party["components"]
+    (refused,) = report[("blayers", "blayers-impostor")]["errors"]
+    assert "blayers-impostor" in refused["error"]
+
+
 def test_describe_prints_docstring_parameters_and_origin(capsys, site) -> None:
     status, out = run(capsys, site, "describe", "scaled")
     assert status == 0
@@ -127,28 +166,78 @@ def test_describe_asks_for_a_kind_or_suggests_a_name(capsys, site) -> None:
     assert "Did you mean 'adaptive'" in json.loads(capsys.readouterr().out)["error"]
 
 
-def test_doctor_passes_installed_components_and_fails_broken_ones(capsys, site) -> None:
-    status, out = run(capsys, site, "doctor")
+#: Components the in-process doctor tests check (all of them would take minutes).
+CHECKED = ("adaptive", "blayers:embedding", "adam", "scaled")
+
+
+def test_doctor_runs_the_kit_and_fails_broken_components(capsys, site) -> None:
+    status, out = run(capsys, site, "doctor", "--quick", *CHECKED)
     assert status == 0, out
-    assert "0 failed" in out and "good:scaled" in out
+    assert "5 checked (quick: without the fits), 0 failed" in out
+    assert "pass  layer     good:scaled" in out and "checks passed" in out
 
     site.add("bad-plugin", {"bad": BAD_SIGNATURE, "gone": BROKEN_IMPORT}, version="1.1")
-    status, out = run(capsys, site, "doctor", "--json")
+    status, out = run(capsys, site, "doctor", "--quick", "--json", *CHECKED, "no_inputs")
     assert status == 1
     report = json.loads(out)
-    assert not report["ok"] and report["failed"] == 2
+    assert not report["ok"] and report["quick"] and report["failed"] == 1
     failed = {c["name"]: c for c in report["checks"] if not c["passed"]}
-    assert set(failed) == {"bad:no_inputs", "gone"}
-    assert "does not accept 2 positional arguments" in failed["bad:no_inputs"]["detail"]
-    assert "ModuleNotFoundError" in failed["gone"]["detail"]
+    assert set(failed) == {"bad:no_inputs"}
+    results = {r["check"]: r for r in failed["bad:no_inputs"]["results"]}
+    assert results["check_component_builds"]["status"] == "pass"
+    signature = results["check_layer_accepts_name_and_inputs"]
+    assert signature["status"] == "fail"
+    assert "failed for layer 'no_inputs' (bad:no_inputs)" in signature["detail"]
+    assert "does not accept (name, 1 input(s), units=1)" in signature["detail"]
+    assert "check_layer_accepts_name_and_inputs" in failed["bad:no_inputs"]["detail"]
     passed = {c["name"] for c in report["checks"] if c["passed"]}
-    assert {"blayers:adaptive", "blayers:embedding", "blayers:adam", "good:scaled"} <= passed
+    assert passed == {
+        "blayers:adaptive",
+        "good:adaptive",
+        "blayers:embedding",
+        "blayers:adam",
+        "good:scaled",
+    }
+
+
+def test_doctor_reports_plugins_that_failed_to_load(capsys, site) -> None:
+    site.add("gone-plugin", {"gone": BROKEN_IMPORT}, version="1.1")
+    registry = site.registry()
+    report = doctor_report(registry, quick=True, names=["adam"])
+    assert report["ok"] and [c["name"] for c in report["checks"]] == ["blayers:adam"]
+    status = main(["doctor", "--json", "--quick"], registry=registry)
+    failed = [c for c in json.loads(capsys.readouterr().out)["checks"] if not c["passed"]]
+    assert status == 1
+    assert [c["name"] for c in failed] == ["gone"]
+    assert "ModuleNotFoundError" in failed[0]["detail"]
+
+
+def test_doctor_fits_by_default_and_checks_only_the_names_given(capsys, site) -> None:
+    status, out = run(capsys, site, "doctor", "--json", "good:scaled")
+    assert status == 0, out
+    report = json.loads(out)
+    assert [c["name"] for c in report["checks"]] == ["good:scaled"] and not report["quick"]
+    statuses = {r["check"]: r["status"] for r in report["checks"][0]["results"]}
+    assert statuses["check_layer_fits_and_predicts"] == "pass"
+    status = main(["doctor", "no_such_component"], registry=site.registry())
+    assert status == 2
+    assert "no component named 'no_such_component'" in capsys.readouterr().err
+
+
+def test_doctor_reports_a_component_it_cannot_build(capsys, site) -> None:
+    needs_config = GOOD.replace('example_config = {"factor": 2.0}', "")
+    site.add("plain-plugin", {"plain": needs_config}, version="0.1")
+    status, out = run(capsys, site, "doctor", "--quick", "plain:scaled")
+    assert status == 1
+    assert "FAIL  layer     plain:scaled" in out
+    assert "check_component_builds failed for layer 'scaled' (plain:scaled)" in out
+    assert "declare them on the factory as example_config" in out
 
 
 def test_console_script_runs_doctor_in_a_real_process(tmp_path) -> None:
     site = tmp_path / "site"
     site.mkdir()
-    (site / "fake_bad_cli.py").write_text(BAD_SIGNATURE)
+    (site / "fake_bad_cli.py").write_text(BAD_SIGNATURE + "\nBLAYERS_PLUGIN_API = 1\n")
     info = site / "bad_plugin-1.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-plugin\nVersion: 1.1\n")
@@ -157,11 +246,16 @@ def test_console_script_runs_doctor_in_a_real_process(tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("BLAYERS_PLUGINS", None)
     done = subprocess.run(
-        [str(script), "doctor", "--json"], capture_output=True, text=True, env=env, timeout=120
+        [str(script), "doctor", "--json", "--quick", "no_inputs", "adam"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
     assert [c["name"] for c in report["checks"] if not c["passed"]] == ["bad:no_inputs"]
+    assert [c["name"] for c in report["checks"] if c["passed"]] == ["blayers:adam"]
     module = subprocess.run(
         [sys.executable, "-m", "blayers_core", "plugins", "--json"],
         capture_output=True,

@@ -5,6 +5,7 @@ them. The work is done in small modules: :mod:`blayers_core.results.predictive` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,8 @@ import attrs
 import numpy as np
 
 from blayers_core.contract._typing import Array, GuideFn, ModelFn
-from blayers_core.io.frames import DataEncoder, Level, Unseen, predict_from_data
+from blayers_core.contract.population import allow_population_codes
+from blayers_core.io.frames import DataEncoder, Level, Unseen, encode_prediction_data
 from blayers_core.results import predictive
 from blayers_core.results.predictive import Predictions
 from blayers_core.results.summary import summarize
@@ -122,16 +124,19 @@ class FitResult:
             "return_draws": return_draws,
             "chunk_rows": chunk_rows,
         }
-        if data is not None or unseen != "error":  # a DataFrame, or the population policy
-            return predict_from_data(self, data, unseen, {"site": site, **options}, **new_data)
-        return predictive.predict(
-            self.model,
-            self.posterior_samples,
-            self.constants,
-            self._observed_site(site),
-            new_data,
-            **options,
-        )
+        arguments = {
+            **encode_prediction_data(self.model, self.encoder, data, unseen, new_data),
+            **new_data,
+        }
+        with allow_population_codes() if unseen == "population" else contextlib.nullcontext():
+            return predictive.predict(
+                self.model,
+                self.posterior_samples,
+                self.constants,
+                self._observed_site(site),
+                arguments,
+                **options,
+            )
 
     def _observed_site(self, site: str | None) -> str:
         if site is None:

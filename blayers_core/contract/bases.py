@@ -134,7 +134,7 @@ class BaseLayer(metaclass=_LayerMeta):
 
     def convert_input(self, layer: str, argument: str, value: Any) -> jax.Array:
         """Check and convert one input; default: a 2-D float array ``(n, d)``
-        (:func:`~blayers_core.contract.shapes.layer_input`). Layers over codes override it."""
+        (:func:`~blayers_core.plugin.layer_input`). Layers over codes override it."""
         return layer_input(layer, argument, value)
 
     @abc.abstractmethod
@@ -154,11 +154,11 @@ class BaseLink(abc.ABC):
     ``link(mu, y=None)`` with the observed site named :attr:`name`:
 
     1. ``mu, y = align(mu, y)``: checks and reshapes the predictor against the target. The
-       default (:func:`~blayers_core.contract.shapes.align_to_target`) lets an ``(n, 1)``
+       default (:func:`~blayers_core.plugin.align_to_target`) lets an ``(n, 1)``
        predictor match an ``(n,)`` target and raises ``ValueError`` on any other mismatch; they
        are never broadcast;
     2. with ``y`` given: runs :meth:`check_target` on its concrete values (through
-       :func:`~blayers_core.contract.checks.check_data`) and casts it to :attr:`target_dtype`;
+       :func:`~blayers_core.plugin.check_data`) and casts it to :attr:`target_dtype`;
     3. calls ``likelihood(mu)`` inside ``numpyro.handlers.scope(prefix=name)``, so auxiliary
        sites are ``"{name}/sigma"``, ...;
     4. checks the likelihood's shape (batch + event): equal to ``y``'s when observed, with the
@@ -207,7 +207,7 @@ class BaseLink(abc.ABC):
     def align(self, mu: Any, y: Any | None) -> tuple[jax.Array, jax.Array | None]:
         """``mu`` and ``y`` as arrays with matching layouts, or ``ValueError``.
 
-        Default: :func:`~blayers_core.contract.shapes.align_to_target`. Links whose predictor has
+        Default: :func:`~blayers_core.plugin.align_to_target`. Links whose predictor has
         a column per parameter or per class override it (e.g. ``(n, K)`` logits against ``(n,)``
         class codes).
         """
@@ -218,7 +218,7 @@ class BaseLink(abc.ABC):
 
         ``y`` is a NumPy array of the concrete values and ``mu_shape`` the aligned predictor's
         shape (e.g. for the number of classes). It runs through
-        :func:`~blayers_core.contract.checks.check_data`: at once on eager calls, after the dry
+        :func:`~blayers_core.plugin.check_data`: at once on eager calls, after the dry
         run that ``fit`` and ``predict`` compile, never inside a training step. Default: any
         value is allowed.
         """

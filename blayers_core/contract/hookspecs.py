@@ -21,7 +21,7 @@ The entry point's name is the plugin name, the prefix of its components' qualifi
 it, none of them is loaded and its names raise
 :class:`~blayers_core.contract.errors.PluginConflictError`; ``blayers`` is reserved for the
 first-party plugin. A plugin that does not set ``BLAYERS_PLUGIN_API``, or sets another version than
-:data:`~blayers_core.contract.version.PLUGIN_API_VERSION`, is skipped with a warning naming both
+:data:`~blayers_core.plugin.PLUGIN_API_VERSION`, is skipped with a warning naming both
 versions.
 """
 

@@ -20,7 +20,7 @@ Rules
   ``blayers`` is refused, and a third-party plugin that registers a first-party component name is
   refused that component with a warning; its other components still load.
 * A plugin module declares the plugin API version it targets, ``BLAYERS_PLUGIN_API = 1``
-  (:data:`~blayers_core.contract.version.PLUGIN_API_VERSION`). A plugin that does not declare it,
+  (:data:`~blayers_core.plugin.PLUGIN_API_VERSION`). A plugin that does not declare it,
   or targets another version, is skipped like a plugin that fails to import, with a message naming
   the plugin, its distribution and both versions: a plugin that does not say which contract it was
   written against cannot be trusted to keep this one.

@@ -1,6 +1,6 @@
 """Run a model once over every row, compiled, before training starts.
 
-Layers and links check their input values through :func:`blayers_core.contract.checks.check_data` (index
+Layers and links check their input values through :func:`blayers_core.plugin.check_data` (index
 ranges, supports, domains). Inside a training step such a check could only show up as NaN or a
 silently clamped index, so ``fit`` and ``predict`` first run the model over every row, in chunks,
 under ``seed`` and ``trace``, as one compiled program that returns the values the checks need;

@@ -26,7 +26,7 @@ Levels seen at prediction but not in training follow an explicit policy, ``unsee
 
 * ``"error"`` (default): raise, naming the column and the unseen values;
 * ``"population"``: give them the code ``-1``, which index layers read, only inside
-  :func:`allow_population_codes`, as "no level": a zero effect (the population mean of a
+  :func:`~blayers_core.allow_population_codes`, as "no level": a zero effect (the population mean of a
   zero-centred random effect) or a zero embedding row. Outside that block ``-1`` is out of range
   and raises, as any negative code does.
 """
@@ -41,10 +41,10 @@ import attrs
 import numpy as np
 
 from blayers_core.contract.errors import DataError
-from blayers_core.contract.population import POPULATION_CODE, allow_population_codes
+from blayers_core.contract.population import POPULATION_CODE
 
 if TYPE_CHECKING:
-    from blayers_core.api.result import FitResult, Predictions
+    pass
 
 #: A level of a categorical column, as stored (JSON-safe).
 Level: TypeAlias = str | int | float | bool
@@ -201,7 +201,7 @@ class DataEncoder:
         Args:
             frame: a pandas or polars DataFrame with the encoder's columns (others are ignored).
             unseen: what a categorical value without a level gets: ``"error"`` raises,
-                ``"population"`` gives it the code ``-1`` (see :func:`allow_population_codes`).
+                ``"population"`` gives it the code ``-1`` (see :func:`~blayers_core.allow_population_codes`).
             skip: arguments to leave out (and whose columns may be absent).
 
         Raises:
@@ -442,46 +442,46 @@ def _resolve_columns(
     return chosen
 
 
-def predict_from_data(
-    result: FitResult,
+def encode_prediction_data(
+    model: Any,
+    encoder: DataEncoder | None,
     data: Any,
     unseen: Unseen,
-    options: Mapping[str, Any],
-    **kwargs: Any,
-) -> Predictions:
-    """``result.predict(data=..., unseen=..., **options, **kwargs)``: encode a frame, then predict.
+    keywords: Mapping[str, Any],
+) -> dict[str, Any]:
+    """``predict``'s ``data=``: a DataFrame or a mapping as the model's arguments.
 
-    ``options`` are ``predict``'s own arguments (``kind``, ``seed``, ...); ``kwargs`` the model's.
+    A DataFrame is encoded with the training ``encoder``; arguments the model gives a default of
+    ``None`` (the target, ``y=None``) and those in ``keywords`` are not read from it, so the link
+    draws the target. A mapping is used as it is. An argument given both in ``data`` and in
+    ``keywords`` raises.
 
-    A DataFrame is encoded with the result's encoder; arguments the model gives a default of
-    ``None`` (the target, ``y=None``) are not read from it, so the link draws them. A mapping is
-    merged with the keyword data. With ``unseen="population"`` the prediction runs inside
-    :func:`allow_population_codes`.
+    Raises:
+        DataError: a DataFrame for a result fitted on arrays, a column the encoder cannot read, or
+            an argument given twice.
+        TypeError: ``data`` is neither a DataFrame nor a mapping.
     """
     if unseen not in ("error", "population"):
         raise ValueError(f"unseen must be 'error' or 'population', got {unseen!r}")
     arrays: dict[str, Any] = {}
     if is_dataframe(data):
-        if result.encoder is None:
+        if encoder is None:
             raise DataError(
                 "this result was fitted on arrays, so it has no column encoder; pass the new data "
                 "as arrays (predict(x=...)), or fit on a DataFrame"
             )
-        params = _model_parameters(result.model) or {}
-        skip = [n for n, p in params.items() if p.default is None] + list(kwargs)
-        arrays = result.encoder.encode(data, unseen=unseen, skip=skip)
+        params = _model_parameters(model) or {}
+        skip = [n for n, p in params.items() if p.default is None] + list(keywords)
+        arrays = encoder.encode(data, unseen=unseen, skip=skip)
     elif isinstance(data, Mapping):
         arrays = dict(data)
     elif data is not None:
         raise TypeError(
             f"data must be a pandas or polars DataFrame or a mapping, got {type(data).__name__}"
         )
-    clash = sorted(set(arrays) & set(kwargs))
+    clash = sorted(set(arrays) & set(keywords))
     if clash:
         raise DataError(
             f"arguments {clash} are given both in data= and as keywords; give each once"
         )
-    if unseen == "population":
-        with allow_population_codes():
-            return result.predict(**options, **arrays, **kwargs)
-    return result.predict(**options, **arrays, **kwargs)
+    return arrays

@@ -220,21 +220,9 @@ def _encoder(path: Path, data: Any) -> DataEncoder:
 
 
 def read_result(path: str | os.PathLike[str], model: ModelFn | None = None) -> dict[str, Any]:
-    """The fields of a :class:`~blayers_core.FitResult` written by :meth:`FitResult.save`;
-    :func:`blayers_core.load` builds the result from them.
-
-    Args:
-        path: the file.
-        model: the model function; default: imported by the ``module:qualname`` saved with it.
-
-    The loaded result predicts exactly as the saved one did (same draws, same constants). It has
-    no optimizer state or ``MCMC`` object, so training cannot be continued from it.
-
-    Raises:
-        ResultFileError: not a blayers result, corrupt, or of another format version.
-        ComponentNotFoundError: the fit used a component by name that no installed plugin provides.
-        ValueError / ImportError: the model cannot be found; pass ``model=``.
-    """
+    """The fields of a :class:`~blayers_core.FitResult` written by :meth:`FitResult.save`, as
+    keyword arguments of its constructor; :func:`blayers_core.load` (arguments and errors
+    documented there) builds the result from them."""
     path = Path(path)
     meta, arrays = _read(path)
     index = meta["arrays"]

@@ -4,7 +4,8 @@ In the spirit of scikit-learn's ``check_estimator``: each check is a small funct
 what it checks, that *calls* the component on a few rows of example data under a fixed PRNG key
 (``numpyro.handlers.seed`` and ``trace``) and raises ``AssertionError`` naming the check and the
 component when the contract is broken. The kit checks any object that satisfies the protocols of
-:mod:`blayers_core.contract.protocols`, first-party or not::
+``blayers_core.contract.protocols`` (:class:`~blayers_core.Layer`,
+:class:`~blayers_core.Link`, :class:`~blayers_core.Loss`, ...), first-party or not::
 
     from blayers_core.testing import check_layer, check_link, check_plugin
 

@@ -78,7 +78,8 @@ def check_link_accepts_mu_and_y(candidate: Candidate) -> None:
             signature.bind(*args)
         except TypeError as exc:
             raise AssertionError(
-                f"__call__{signature} does not accept {('(mu, y)', '(mu)')[len(args) - 1]}: {exc}"
+                f"__call__{signature} does not accept {'(mu, y)' if len(args) == 2 else '(mu)'}: "
+                f"{exc}"
             ) from None
 
 

@@ -23,7 +23,12 @@ def run_checks(candidate: Candidate | Component, *, quick: bool = False) -> list
         quick: leave out the checks that fit a model.
     """
     if isinstance(candidate, Component):
-        candidate = Candidate.from_component(candidate)
+        try:
+            candidate = Candidate.from_component(candidate)
+        except TypeError as exc:  # an example_config that is not a mapping
+            detail = f"check_component_builds failed for {candidate.kind} {candidate.name!r}: {exc}"
+            component = f"{candidate.kind}:{candidate.name}"
+            return [CheckResult("check_component_builds", component, "fail", detail, 0, exc)]
     results: list[CheckResult] = []
     for check in checks_for(candidate.kind, quick=quick):
         if results and results[0].status == "fail":
