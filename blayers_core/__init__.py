@@ -23,6 +23,8 @@ from blayers_core.contract.errors import (
     AmbiguousComponentError,
     ComponentNotFoundError,
     DataError,
+    DuplicateLayerError,
+    ModelMismatchError,
     PluginConflictError,
     PluginError,
     PluginWarning,
@@ -57,6 +59,7 @@ from blayers_core.contract.version import __version__
 from blayers_core.engine.checkpoint import CheckpointError
 from blayers_core.engine.compilation_cache import enable_compilation_cache, enable_from_environment
 from blayers_core.engine.data import SplitData, split_rows_and_constants
+from blayers_core.engine.diagnose import NonFiniteDensityError
 from blayers_core.engine.mcmc import SamplingWarning
 from blayers_core.engine.minibatch import BatchSchedule, padded_rows
 from blayers_core.engine.runner import NonFiniteLossError, svi_run_batched
@@ -75,12 +78,15 @@ __all__ = [
     "ComponentNotFoundError",
     "DataEncoder",
     "DataError",
+    "DuplicateLayerError",
     "FitResult",
     "GuideFactory",
     "Layer",
     "Link",
     "Loss",
     "MinibatchLoss",
+    "ModelMismatchError",
+    "NonFiniteDensityError",
     "NonFiniteLossError",
     "OptimizerFactory",
     "PluginConflictError",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from blayers_core.contract.bases import BaseLayer, BaseLink
 from blayers_core.contract.checks import check_data
-from blayers_core.contract.errors import DataError, PluginError
+from blayers_core.contract.errors import DataError, DuplicateLayerError, PluginError
 from blayers_core.contract.hookspecs import ENTRY_POINT_GROUP, Register, hookimpl
 from blayers_core.contract.population import (
     POPULATION_CODE,
@@ -59,6 +59,7 @@ __all__ = [
     "BaseLayer",
     "BaseLink",
     "DataError",
+    "DuplicateLayerError",
     "GuideFactory",
     "Layer",
     "Link",

@@ -7,6 +7,7 @@ check) in one way each; ``test_every_check_has_a_broken_component`` keeps the ta
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
@@ -184,12 +185,17 @@ class BroadcastingLayer:
         return xz @ beta
 
 
+_HIDDEN_CALLS = itertools.count()
+
+
 @attrs.frozen
 class NumpyRandomLayer(GoodLayer):
-    """beta ~ Normal(0, 1), plus noise from NumPy's global generator."""
+    """beta ~ Normal(0, 1), plus noise from hidden state: NumPy's global generator and a call
+    counter (which makes every call differ by at least 1, so the failures never depend on luck)."""
 
     def __call__(self, name: str, x: Any, units: int = 1) -> Any:
-        return super().__call__(name, x, units) + np.random.normal()
+        noise = np.random.uniform(0.0, 1.0) + next(_HIDDEN_CALLS)
+        return super().__call__(name, x, units) + noise
 
 
 @attrs.frozen

@@ -22,6 +22,7 @@ from numpyro.infer.util import log_density
 from scipy import stats
 
 import blayers_core
+from blayers_core import DuplicateLayerError
 from blayers_plugins import AdaptiveLayer, FixedPriorLayer, FMLayer, LowRankInteractionLayer
 
 N, D, DZ, K = 5, 3, 2, 2
@@ -246,11 +247,11 @@ def test_same_name_twice_in_one_model_raises():
     def model():
         return layer("a", x) + layer("a", x)
 
-    with pytest.raises(AssertionError, match=r"unique names.*a/scale"):
+    with pytest.raises(DuplicateLayerError, match=r"layer name 'a' is used twice.*'a/scale'"):
         trace(model)
     rng = _rng(14)
     params = {"a/scale": _positive(rng, (1,)), "a/beta": _real(rng, (D, 1))}
-    with pytest.raises(AssertionError, match="unique names"):
+    with pytest.raises(DuplicateLayerError, match=r"AdaptiveLayer\('a', x \(\d+, \d+\)\)"):
         log_density(model, (), {}, params)
 
 

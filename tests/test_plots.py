@@ -85,5 +85,5 @@ def test_plot_writes_a_file_with_both_panels(tmp_path):
 
 def test_plots_without_matplotlib_say_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(ImportError, match=r'pip install "blayers\[plots\]"'):
+    with pytest.raises(ImportError, match=r'pip install "blayers-core\[plots\]"'):
         blayers_core.plot_forest(hand_result("gaussian"), backend="matplotlib")

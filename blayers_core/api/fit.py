@@ -19,9 +19,14 @@ from blayers_core.api.result import FitResult
 from blayers_core.contract._typing import GuideFn, ModelFn
 from blayers_core.contract.errors import DataError
 from blayers_core.contract.protocols import Loss
-from blayers_core.engine.data import split_rows_and_constants
+from blayers_core.engine.data import data_signature, split_rows_and_constants
 from blayers_core.engine.runner import NonFiniteLossError
-from blayers_core.io.frames import DataEncoder, encode_fit_data
+from blayers_core.io.frames import (
+    DataEncoder,
+    check_fit_data_not_empty,
+    encode_fit_data,
+    encode_series,
+)
 
 #: The defaults of the methods' options, as ``fit``'s signature shows them; ``fit`` tells them
 #: from a value passed, so an option of the other method raises only when it is passed.
@@ -71,7 +76,9 @@ def fit(
         data: the data as a mapping (added to ``**data_kwargs``), or a pandas or polars
             DataFrame: model arguments named like a column get that column, numbers as
             ``float32``, categories as ``int32`` codes (see :mod:`blayers_core.io.frames`); the
-            result keeps the encoder (``result.levels``, ``result.predict(data=new_df)``).
+            result keeps the encoder (``result.levels``, ``result.predict(data=new_df)``). An
+            argument given as a categorical pandas or polars Series becomes codes the same way,
+            its levels recorded under the argument's name.
         columns: with a DataFrame, ``{"x": ["age", "bmi"], "g": "group"}`` maps an argument to
             a list of columns (an ``(n, k)`` matrix) or one column (``(n,)``); or a
             :class:`~blayers_core.io.frames.DataEncoder` built beforehand with ``from_frame``.
@@ -103,7 +110,8 @@ def fit(
     Raises:
         ValueError / TypeError: a bad option, or an option the method does not use, naming it,
             before the data are read.
-        DataError: unusable data (non-numeric or non-finite rows, ...), before anything compiles.
+        DataError: unusable data (no rows, non-numeric or non-finite rows, integers that do not
+            fit the device's integer dtype, ...), before anything compiles.
         NonFiniteLossError: a loss or gradient turned non-finite; ``.result`` holds the fit at the
             last finite state, ``.step`` and ``.rows`` say where.
     """
@@ -136,15 +144,20 @@ def fit(
         progress_bar=progress_bar,
         num_obs=num_obs,
     )
+    check_fit_data_not_empty(data, data_kwargs)
     encoded, encoder = encode_fit_data(model, data, columns, data_kwargs)
-    split = split_rows_and_constants(_merge_data(encoded, data_kwargs), options.num_obs)
+    arguments, series = encode_series(_merge_data(encoded, data_kwargs))
+    if series:
+        encoder = DataEncoder(series) if encoder is None else encoder.with_arguments(series)
+    split = split_rows_and_constants(arguments, options.num_obs)
+    signature = data_signature(split.rows)
     try:
         result = backend.run(model, split, options)
     except NonFiniteLossError as error:
         if error.result is not None:
-            error.result = attrs.evolve(error.result, encoder=encoder)
+            error.result = attrs.evolve(error.result, encoder=encoder, data_signature=signature)
         raise
-    return attrs.evolve(result, encoder=encoder)
+    return attrs.evolve(result, encoder=encoder, data_signature=signature)
 
 
 def _merge_data(data: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:

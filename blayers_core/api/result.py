@@ -16,7 +16,14 @@ import numpy as np
 
 from blayers_core.contract._typing import Array, GuideFn, ModelFn
 from blayers_core.contract.population import allow_population_codes
-from blayers_core.io.frames import DataEncoder, Level, Unseen, encode_prediction_data
+from blayers_core.engine.data import DataSignature
+from blayers_core.io.frames import (
+    DataEncoder,
+    Level,
+    Unseen,
+    encode_prediction_data,
+    encode_prediction_series,
+)
 from blayers_core.results import predictive
 from blayers_core.results.predictive import Predictions
 from blayers_core.results.summary import summarize
@@ -49,7 +56,11 @@ class FitResult:
         components: how the loss, guide, optimizer (or sampler) were given to ``fit``:
             ``{"guide": {"name": "auto_normal", "config": {}}, ...}``; a component given as an
             object is recorded as ``{"name": None, "type": "module.Class"}``.
-        encoder: how the training DataFrame became arguments (``None`` when fitted on arrays).
+        encoder: how the training DataFrame (or categorical Series) became arguments (``None``
+            when fitted on arrays).
+        data_signature: ``{argument: (trailing shape, dtype kind)}`` of the training rows;
+            ``predict`` checks new rows against it before tracing. ``None`` when unknown (a file
+            saved by an older version), and then nothing is checked.
     """
 
     model: ModelFn
@@ -72,6 +83,7 @@ class FitResult:
         return describe(self)
 
     encoder: DataEncoder | None = attrs.field(repr=False, default=None)
+    data_signature: DataSignature | None = attrs.field(repr=False, default=None)
 
     @property
     def levels(self) -> dict[str, tuple[Level, ...]]:
@@ -113,7 +125,13 @@ class FitResult:
                 mapping of the model's arguments.
             unseen: ``"error"`` (default) raises on a categorical level not seen in training;
                 ``"population"`` predicts such rows at the population level.
-            **new_data: the model's row arrays (and constants to override).
+            **new_data: the model's row arrays (and constants to override); a categorical
+                Series is encoded with the levels it had in training.
+
+        Raises:
+            DataError: unusable rows, or rows unlike the training rows (another number of
+                columns, floats where the model was fitted on integer codes), before anything is
+                traced; an unseen level with ``unseen="error"``.
         """
         options: dict[str, Any] = {
             "kind": kind,
@@ -124,10 +142,14 @@ class FitResult:
             "return_draws": return_draws,
             "chunk_rows": chunk_rows,
         }
-        arguments = {
-            **encode_prediction_data(self.model, self.encoder, data, unseen, new_data),
-            **new_data,
-        }
+        arguments = encode_prediction_series(
+            self.encoder,
+            {
+                **encode_prediction_data(self.model, self.encoder, data, unseen, new_data),
+                **new_data,
+            },
+            unseen,
+        )
         with allow_population_codes() if unseen == "population" else contextlib.nullcontext():
             return predictive.predict(
                 self.model,
@@ -135,6 +157,7 @@ class FitResult:
                 self.constants,
                 self._observed_site(site),
                 arguments,
+                data_signature=self.data_signature,
                 **options,
             )
 

@@ -26,16 +26,19 @@ abstract (a subclass without one cannot be built).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, final
 
 import jax
 import numpy as np
 import numpyro
+import numpyro.primitives
 from numpyro.distributions import Distribution
-from numpyro.handlers import scope
+from numpyro.handlers import block, scope, trace
 
 from blayers_core.contract.checks import check_data
+from blayers_core.contract.errors import DuplicateLayerError
 from blayers_core.contract.shapes import align_to_target, layer_input
 
 
@@ -45,6 +48,79 @@ def _refuse_call_override(cls: type, base: type, hook: str) -> None:
             f"{cls.__name__} defines __call__, which {base.__name__} keeps final (it does the "
             f"scoping and the checks); implement {hook} instead"
         )
+
+
+# ------------------------------------------------------------------------- duplicate layer names
+#: The layer calls each NumPyro ``trace`` handler has seen: handler -> (the trace dict they were
+#: recorded in, {full site prefix: description of the call}). A handler gets a new trace dict
+#: each time it is entered, which discards the calls of the previous run.
+_LAYER_CALLS: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _site_prefix_and_traces(name: str) -> tuple[str, list[Any]]:
+    """The prefix the active ``scope`` handlers give the sites of layer ``name`` and the ``trace``
+    handlers that record them.
+
+    The handler stack is walked from the innermost handler out, as NumPyro applies it; the walk
+    stops at a ``block``, whose outer handlers may never see the layer's sites.
+    """
+    prefix, traces = name, []
+    for handler in reversed(numpyro.primitives._PYRO_STACK):
+        if isinstance(handler, block):
+            break
+        if isinstance(handler, scope) and "sample" not in handler.hide_types:
+            prefix = f"{handler.prefix}{handler.divider}{prefix}"
+        elif isinstance(handler, trace):
+            traces.append(handler)
+    return prefix, traces
+
+
+def _claim_layer_name(name: str, call: str) -> None:
+    """Record the layer call ``call`` under ``name`` in every active trace, or raise
+    :class:`DuplicateLayerError` when a layer call there already sampled sites under that name.
+
+    Runs in Python while a model is traced (eagerly, or once when ``jit`` traces it), so it adds
+    nothing to a compiled step.
+    """
+    prefix, traces = _site_prefix_and_traces(name)
+    for handler in traces:
+        recorded = _LAYER_CALLS.get(handler)
+        calls = recorded[1] if recorded is not None and recorded[0] is handler.trace else {}
+        first = calls.get(prefix)
+        if first is None:
+            continue
+        sites = [site for site in handler.trace if site.startswith(prefix + "/")]
+        if sites:
+            raise DuplicateLayerError(_duplicate_message(name, prefix, first, call, sites))
+    for handler in traces:
+        recorded = _LAYER_CALLS.get(handler)
+        if recorded is None or recorded[0] is not handler.trace:
+            recorded = (handler.trace, {})
+            _LAYER_CALLS[handler] = recorded
+        recorded[1][prefix] = call
+
+
+def _duplicate_message(
+    name: str, prefix: str, first: str, second: str, sites: Sequence[str]
+) -> str:
+    shown = ", ".join(repr(s) for s in sites[:4]) + (", ..." if len(sites) > 4 else "")
+    where = "" if prefix == name else f" (sites under {prefix!r})"
+    return (
+        f"layer name {name!r} is used twice in one model{where}: first by {first}, then by "
+        f"{second}; both would sample the sites {shown}. Give each call its own name, e.g. "
+        f"{name!r} and {name + '_2'!r}; to share the parameters, call the layer once and reuse "
+        "its output"
+    )
+
+
+def _describe_call(layer: Any, name: str, argument_names: Sequence[str], inputs: Any) -> str:
+    """``RandomEffectsLayer('g', x (20,))``: a layer call with its inputs' shapes."""
+    shapes = ", ".join(
+        f"{a} {tuple(np.shape(v))}" for a, v in zip(argument_names, inputs, strict=True)
+    )
+    return f"{type(layer).__name__}({name!r}, {shapes})"
 
 
 # -------------------------------------------------------------------------------------- layers
@@ -71,7 +147,9 @@ class BaseLayer(metaclass=_LayerMeta):
        raising a ``ValueError`` naming the layer and the argument, e.g. for a 1-D ``x``) and checks
        that all inputs have the same number of rows ``n``;
     3. calls ``forward(*inputs, units=units)`` inside ``numpyro.handlers.scope(prefix=name)``, so
-       a site ``"beta"`` sampled there is named ``"{name}/beta"``;
+       a site ``"beta"`` sampled there is named ``"{name}/beta"``; a second layer call with the
+       same ``name`` in one traced model raises
+       :class:`~blayers_core.contract.errors.DuplicateLayerError`, naming both calls;
     4. checks that ``forward`` returned ``(n, units)`` and applies ``activation`` to it.
 
     Constructor arguments must be keyword-only (``attrs.frozen(kw_only=True)``):
@@ -105,6 +183,8 @@ class BaseLayer(metaclass=_LayerMeta):
             TypeError: ``name`` is not a non-empty str, or the number of inputs is wrong.
             ValueError: ``units`` is not a positive int, an input is malformed (naming it), or
                 the inputs have different numbers of rows.
+            DuplicateLayerError: another layer call of the same model, under the same scopes,
+                already sampled sites under ``name``.
         """
         if not isinstance(name, str) or not name:
             raise TypeError(
@@ -123,6 +203,7 @@ class BaseLayer(metaclass=_LayerMeta):
         rows = {a: v.shape[0] for a, v in zip(names, arrays, strict=True)}
         if len(set(rows.values())) > 1:
             raise ValueError(f"layer {name!r}: inputs have different numbers of rows: {rows}")
+        _claim_layer_name(name, _describe_call(self, name, names, inputs))
         with scope(prefix=name):
             out = self.forward(*arrays, units=int(units))
         expected = (arrays[0].shape[0], int(units))

@@ -39,3 +39,19 @@ class DataError(ValueError):
 
 class ResultFileError(ValueError):
     """A saved result cannot be read: not a blayers file, corrupt, or of another format version."""
+
+
+class ModelMismatchError(ValueError):
+    """The model given to ``load`` is not the one the saved result was fitted with.
+
+    Its latent sites differ from those the file records (a site missing on either side, or of
+    another shape); the message names the first difference.
+    """
+
+
+class DuplicateLayerError(ValueError):
+    """One layer name is used by two layer calls in one model, so their sites would collide.
+
+    Raised when the second call starts, naming the layer and the inputs of both calls; give
+    each call its own name.
+    """

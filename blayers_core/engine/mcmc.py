@@ -4,6 +4,10 @@ After sampling, :func:`check_diagnostics` warns, as Stan does, when any transiti
 parameter's split R-hat exceeds 1.01, or when its bulk or tail effective sample size is below 100
 per chain. Bulk ESS is NumPyro's ESS of the draws; tail ESS is the smaller ESS of the indicators
 ``draw <= q05`` and ``draw >= q95`` (Vehtari et al. 2021).
+
+When NumPyro finds no initial point with a finite log density, the model is re-evaluated outside
+``jit`` at the prior median and the error names the site, the row and the value at fault
+(:func:`~blayers_core.engine.diagnose.no_valid_start_error`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from numpyro.infer import MCMC, NUTS
 
 from blayers_core.contract._typing import ModelFn
 from blayers_core.engine.data import SplitData
+from blayers_core.engine.diagnose import NUMPYRO_NO_VALID_START, no_valid_start_error
 
 #: Stan's thresholds.
 MAX_RHAT = 1.01
@@ -108,6 +113,9 @@ def fit_nuts(
 
     The arguments are taken as valid (``fit`` checks them, see
     :class:`~blayers_core.api.options.NUTSOptions`).
+
+    Raises:
+        NonFiniteDensityError: no initial point has a finite log density; names the site and row.
     """
     sampler_config = {
         "num_warmup": num_warmup,
@@ -125,7 +133,20 @@ def fit_nuts(
         chain_method="sequential" if jax.local_device_count() < num_chains else "parallel",
         progress_bar=progress_bar,
     )
-    mcmc.run(jax.random.PRNGKey(seed), **split.rows, **split.constants, extra_fields=("diverging",))
+    arguments = {**split.rows, **split.constants}
+    try:
+        mcmc.run(jax.random.PRNGKey(seed), **arguments, extra_fields=("diverging",))
+    except RuntimeError as error:
+        if NUMPYRO_NO_VALID_START not in str(error):
+            raise
+        raise no_valid_start_error(
+            "NUTS",
+            model,
+            arguments,
+            num_rows=split.num_rows,
+            row_ids=np.arange(split.num_rows),
+            error=error,
+        ) from error
     check_diagnostics(mcmc, num_chains)
     return NutsOutcome(
         mcmc=mcmc,

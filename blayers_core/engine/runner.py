@@ -8,7 +8,10 @@
   the compilation;
 * a non-finite loss or gradient stops training at the chunk where it appears. The chunk is
   replayed up to the step before it, so the state returned is the last finite one, and the step
-  and the rows of its batch are reported (:class:`NonFiniteLossError`);
+  and the rows of its batch are reported (:class:`NonFiniteLossError`); for a non-finite loss the
+  model is re-evaluated outside ``jit`` on those rows at the guide's median, and the message names
+  the site, row and value at fault (:mod:`~blayers_core.engine.diagnose`). So does the error of an
+  initialisation that finds no finite starting point;
 * Ctrl-C stops after the last completed chunk, keeps that state and says how to resume.
 
 :func:`svi_run_batched` is the same loop for a ``numpyro.infer.SVI`` that the caller built.
@@ -32,6 +35,13 @@ from tqdm.auto import tqdm
 from blayers_core.contract._typing import Array
 from blayers_core.engine.checkpoint import Checkpointer
 from blayers_core.engine.data import SplitData, split_constants, split_rows_and_constants
+from blayers_core.engine.diagnose import (
+    NUMPYRO_NO_VALID_START,
+    NonFiniteDensityError,
+    SiteFault,
+    fault_at_guide,
+    no_valid_start_error,
+)
 from blayers_core.engine.minibatch import BatchSchedule
 from blayers_core.engine.program import TrainingProgram, get_program
 from blayers_core.engine.program_cache import data_signature, static_key
@@ -48,17 +58,27 @@ class NonFiniteLossError(FloatingPointError):
         rows: indices (into the data as given) of the rows in that step's batch.
         state: the last finite ``SVIState`` (before ``step``).
         losses: losses of the steps before ``step``.
+        fault: for a non-finite loss, the site, row and value at fault at the guide's median
+            (``None`` when the re-evaluation found none).
         result: set by ``fit``: a ``FitResult`` built from the last finite state.
     """
 
     def __init__(
-        self, message: str, *, step: int, rows: np.ndarray, state: Any, losses: np.ndarray
+        self,
+        message: str,
+        *,
+        step: int,
+        rows: np.ndarray,
+        state: Any,
+        losses: np.ndarray,
+        fault: SiteFault | None = None,
     ):
         super().__init__(message)
         self.step = step
         self.rows = rows
         self.state = state
         self.losses = losses
+        self.fault = fault
         self.result: Any = None
 
 
@@ -251,24 +271,95 @@ def _diagnose(
     else:  # the parameters turned non-finite: the update of the step before was at fault
         culprit, what = limit - 1, "the gradient (the parameters became NaN or inf)"
         last_state = state_at(culprit)
-    rows = np.asarray([], dtype=np.int64)
-    if program.schedule.is_full_batch:
-        rows = data.order.copy()
-    else:
-        positions, mask = program.schedule.indices(culprit, shuffle_key)
-        rows = data.order[np.asarray(positions)[np.asarray(mask)]]
+    positions = batch_positions(program.schedule, culprit, shuffle_key)
+    rows = data.order[positions]
     kept = np.concatenate([*history, chunk_losses[: culprit - first]])
-    shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if rows.size > 10 else "")
+    fault = None
+    if what == "the loss":
+        params = program.svi.get_params(last_state)
+        arguments = batch_arguments(program, data, positions)
+        fault = fault_at_guide(
+            program.svi.model,
+            program.svi.guide,
+            params,
+            arguments,
+            num_rows=len(rows),
+            row_ids=rows,
+        )
+    found = (
+        f"Re-evaluated outside jit at the guide's median: {fault.describe()}. "
+        if fault is not None
+        else ""
+    )
+    advice = (
+        ""
+        if fault is not None
+        else " Look for extreme values in those rows, scale the inputs, or lower the learning rate."
+    )
     return NonFiniteLossError(
         f"training stopped at step {culprit}: {what} was not finite on the batch of rows "
-        f"[{shown}]. The last finite state (after {culprit} steps) is kept on this error "
-        "(.state, and .result from fit). Look for extreme values in those rows, scale the "
-        "inputs, or lower the learning rate.",
+        f"[{_shown(rows)}]. {found}The last finite state (after {culprit} steps) is kept on this "
+        f"error (.state, and .result from fit).{advice}",
         step=culprit,
         rows=rows,
         state=last_state,
         losses=kept,
+        fault=fault,
     )
+
+
+def _shown(rows: np.ndarray, limit: int = 10) -> str:
+    return ", ".join(str(r) for r in rows[:limit]) + (", ..." if rows.size > limit else "")
+
+
+def batch_positions(schedule: BatchSchedule, step: int, shuffle_key: Array) -> np.ndarray:
+    """Where the real rows of ``step``'s batch lie in the device arrays (padding left out); the
+    data's rows are ``PreparedData.order`` at those positions."""
+    if schedule.is_full_batch:
+        return np.arange(schedule.num_rows)
+    positions, mask = schedule.indices(step, shuffle_key)
+    real: np.ndarray = np.asarray(positions)[np.asarray(mask)]
+    return real
+
+
+def batch_arguments(
+    program: TrainingProgram, data: PreparedData, positions: np.ndarray
+) -> dict[str, Any]:
+    """The model's keyword arguments on the rows at ``positions`` of the device arrays."""
+    index = jnp.asarray(positions)
+    rows = {k: jnp.take(v, index, axis=0) for k, v in data.rows.items()}
+    return {**rows, **data.array_constants, **program.static_constants}
+
+
+def initial_state(
+    program: TrainingProgram,
+    data: PreparedData,
+    rng_key: Array,
+    shuffle_key: Array,
+    *,
+    eager: bool = False,
+) -> SVIState:
+    """``program.init`` on the first batch; when NumPyro finds no initial point with a finite log
+    density, a :class:`NonFiniteDensityError` naming the site and row at fault instead.
+
+    Raises:
+        NonFiniteDensityError: no finite starting point (the NumPyro error is its cause).
+    """
+    try:
+        return program.init(rng_key, data.rows, data.array_constants, shuffle_key, eager=eager)
+    except RuntimeError as error:
+        if NUMPYRO_NO_VALID_START not in str(error):
+            raise
+        positions = batch_positions(program.schedule, 0, shuffle_key)
+        rows = data.order[positions]
+        raise no_valid_start_error(
+            f"the guide's initialisation on the first batch (rows [{_shown(rows)}])",
+            program.svi.model,
+            batch_arguments(program, data, positions),
+            num_rows=len(rows),
+            row_ids=rows,
+            error=error,
+        ) from error
 
 
 def svi_run_batched(
@@ -323,7 +414,7 @@ def svi_run_batched(
     state = (
         init_state
         if init_state is not None
-        else program.init(init_key, prepared.rows, prepared.array_constants, shuffle_key)
+        else initial_state(program, prepared, init_key, shuffle_key)
     )
     outcome = train(
         program,
@@ -336,4 +427,4 @@ def svi_run_batched(
     return SVIRunResult(svi.get_params(outcome.state), outcome.state, jnp.asarray(outcome.losses))
 
 
-__all__ = ["NonFiniteLossError", "svi_run_batched"]
+__all__ = ["NonFiniteDensityError", "NonFiniteLossError", "svi_run_batched"]

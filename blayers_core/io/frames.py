@@ -22,6 +22,12 @@ Column types:
 Nothing is dropped or guessed: an unknown column, a missing value (null or NaN) or a column of
 another type raises a :class:`~blayers_core.contract.errors.DataError` naming the column.
 
+A pandas or polars Series given as an argument (``fit(model, g=df["group"], y=y)``) is read
+the same way: a categorical, enum or string Series becomes ``int32`` codes, its levels kept on the
+encoder under the argument's name (``result.levels["g"]``), and ``predict(g=new_series)`` encodes
+new values with those levels; a Series of numbers or booleans becomes a NumPy array of its own
+dtype, as an array would be. A Series with missing values raises.
+
 Levels seen at prediction but not in training follow an explicit policy, ``unseen=``:
 
 * ``"error"`` (default): raise, naming the column and the unseen values;
@@ -38,10 +44,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import attrs
+import jax
 import numpy as np
 
 from blayers_core.contract.errors import DataError
 from blayers_core.contract.population import POPULATION_CODE
+from blayers_core.engine.data import check_not_empty
 
 if TYPE_CHECKING:
     pass
@@ -76,6 +84,16 @@ def _frame(data: Any) -> Any:
     return _narwhals().from_native(data, eager_only=True)
 
 
+def as_series(value: Any) -> Any | None:
+    """``value`` as a narwhals Series when it is a pandas or polars Series, else ``None``."""
+    if value is None or isinstance(value, np.ndarray | jax.Array | str | int | float | Mapping):
+        return None
+    try:
+        return _narwhals().from_native(value, series_only=True)
+    except TypeError:
+        return None
+
+
 # ------------------------------------------------------------------------------ the encoder
 def _to_level(value: Any) -> Level:
     item = value.item() if isinstance(value, np.generic) else value
@@ -98,6 +116,8 @@ class ArgumentColumns:
             for a single column (an ``(n,)`` array).
         kind: ``"numeric"`` (``float32``) or ``"categorical"`` (``int32`` codes).
         levels: for categorical columns, the levels of each column (code ``i`` is level ``i``).
+        series: the argument was given to ``fit`` as a categorical Series, not read from a
+            DataFrame; its one column is named after the argument.
     """
 
     argument: str
@@ -105,6 +125,7 @@ class ArgumentColumns:
     stacked: bool
     kind: Literal["numeric", "categorical"]
     levels: tuple[tuple[Level, ...], ...] = ()
+    series: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not self.stacked and len(self.columns) != 1:
@@ -139,6 +160,11 @@ class DataEncoder:
                 numeric and categorical columns.
         """
         df = _frame(frame)
+        if len(df) == 0:
+            raise DataError(
+                f"the DataFrame is empty (0 rows, columns {list(df.columns)}): there are no "
+                "levels to read or rows to fit; pass at least one row"
+            )
         specs = []
         for argument, spec in columns.items():
             if not isinstance(argument, str):
@@ -188,10 +214,20 @@ class DataEncoder:
         return counts if spec.stacked else counts[0]
 
     def _spec(self, argument: str) -> ArgumentColumns:
-        for spec in self.arguments:
-            if spec.argument == argument:
-                return spec
-        raise KeyError(f"no argument {argument!r}; encoded: {[s.argument for s in self.arguments]}")
+        spec = self.spec_of(argument)
+        if spec is None:
+            raise KeyError(
+                f"no argument {argument!r}; encoded: {[s.argument for s in self.arguments]}"
+            )
+        return spec
+
+    def spec_of(self, argument: str) -> ArgumentColumns | None:
+        """The :class:`ArgumentColumns` of ``argument``; ``None`` when it has none."""
+        return next((spec for spec in self.arguments if spec.argument == argument), None)
+
+    def with_arguments(self, specs: Sequence[ArgumentColumns]) -> DataEncoder:
+        """This encoder with ``specs`` (e.g. of categorical Series arguments) added."""
+        return attrs.evolve(self, arguments=(*self.arguments, *specs))
 
     def encode(
         self, frame: Any, unseen: Unseen = "error", *, skip: Sequence[str] = ()
@@ -215,6 +251,12 @@ class DataEncoder:
         for spec in self.arguments:
             if spec.argument in skip:
                 continue
+            if spec.series and spec.columns[0] not in df.columns:
+                raise DataError(
+                    f"argument {spec.argument!r} was given to fit as a categorical Series, and "
+                    f"the DataFrame has no column {spec.columns[0]!r}: pass it again as a "
+                    f"keyword, e.g. predict(data=df, {spec.argument}=series)"
+                )
             _check_columns_exist(df, spec.columns, spec.argument)
             if spec.kind == "numeric":
                 arrays = [_numeric(df, c) for c in spec.columns]
@@ -237,6 +279,7 @@ class DataEncoder:
                     "stacked": s.stacked,
                     "kind": s.kind,
                     "levels": [list(levels) for levels in s.levels],
+                    "series": s.series,
                 }
                 for s in self.arguments
             ],
@@ -263,6 +306,7 @@ class DataEncoder:
                         stacked=bool(a["stacked"]),
                         kind=a["kind"],
                         levels=tuple(tuple(levels) for levels in a["levels"]),
+                        series=bool(a.get("series", False)),
                     )
                     for a in d["arguments"]
                 )
@@ -283,27 +327,34 @@ def _check_columns_exist(df: Any, names: Sequence[str], argument: str) -> None:
 
 
 def _column_kind(df: Any, name: str) -> Literal["numeric", "categorical"]:
+    return _dtype_kind(df.schema[name], f"column {name!r}")
+
+
+def _dtype_kind(dtype: Any, label: str) -> Literal["numeric", "categorical"]:
+    """``"numeric"`` or ``"categorical"`` for a narwhals dtype; ``label`` names the data."""
     nw = _narwhals()
-    dtype = df.schema[name]
     if dtype.is_numeric() or dtype == nw.Boolean:
         return "numeric"
     if isinstance(dtype, nw.Enum) or dtype in (nw.Categorical, nw.String):
         return "categorical"
     raise DataError(
-        f"column {name!r} has type {dtype}, which is neither numeric nor categorical: convert it "
+        f"{label} has type {dtype}, which is neither numeric nor categorical: convert it "
         "to numbers or to strings/categories first"
     )
 
 
 def _check_no_missing(df: Any, name: str) -> None:
-    series = df[name]
+    _check_series_complete(df[name], f"column {name!r}")
+
+
+def _check_series_complete(series: Any, label: str) -> None:
     if series.dtype.is_float():  # polars keeps NaN apart from null; pandas counts NaN as null
         missing = int((series.is_null() | series.is_nan()).sum())
     else:
         missing = int(series.null_count())
     if missing:
         raise DataError(
-            f"column {name!r} has {missing} missing values (null or NaN); drop or impute those "
+            f"{label} has {missing} missing values (null or NaN); drop or impute those "
             "rows first: blayers does not drop rows for you"
         )
 
@@ -319,8 +370,12 @@ def _numeric(df: Any, name: str) -> np.ndarray:
 
 
 def _levels(df: Any, name: str) -> tuple[Level, ...]:
+    return _series_levels(df[name], f"column {name!r}")
+
+
+def _series_levels(series: Any, label: str) -> tuple[Level, ...]:
+    """The levels of a categorical narwhals Series: declared order, else sorted values."""
     nw = _narwhals()
-    series = df[name]
     if isinstance(series.dtype, nw.Enum):
         return tuple(_to_level(v) for v in series.dtype.categories)
     native = nw.to_native(series)
@@ -330,17 +385,22 @@ def _levels(df: Any, name: str) -> tuple[Level, ...]:
     try:
         return tuple(_to_level(v) for v in sorted(values))
     except TypeError as exc:
-        raise DataError(f"column {name!r} mixes values that cannot be sorted: {exc}") from exc
+        raise DataError(f"{label} mixes values that cannot be sorted: {exc}") from exc
 
 
 def _codes(df: Any, name: str, levels: tuple[Level, ...], unseen: Unseen) -> np.ndarray:
-    if _column_kind(df, name) != "categorical":
+    return _series_codes(df[name], f"column {name!r}", levels, unseen)
+
+
+def _series_codes(series: Any, label: str, levels: tuple[Level, ...], unseen: Unseen) -> np.ndarray:
+    """``int32`` codes of a categorical narwhals Series for the training ``levels``."""
+    if _dtype_kind(series.dtype, label) != "categorical":
         raise DataError(
-            f"column {name!r} was categorical when the encoder was built but is now "
-            f"{df.schema[name]}; give it the levels {list(levels)[:10]}"
+            f"{label} was categorical in training but is now {series.dtype}; give it the "
+            f"levels {list(levels)[:10]}"
         )
-    _check_no_missing(df, name)
-    values = np.asarray(df[name].to_numpy(), dtype=object)
+    _check_series_complete(series, label)
+    values = np.asarray(series.to_numpy(), dtype=object)
     distinct, inverse = np.unique(values, return_inverse=True)
     index = {level: code for code, level in enumerate(levels)}
     lookup = np.array([index.get(_to_level(v), -2) for v in distinct], dtype=np.int32)
@@ -350,7 +410,7 @@ def _codes(df: Any, name: str, levels: tuple[Level, ...], unseen: Unseen) -> np.
         if unseen == "error":
             shown = ", ".join(repr(_to_level(v)) for v in new[:5])
             raise DataError(
-                f"column {name!r} has {len(new)} level{'s' if len(new) > 1 else ''} not seen in "
+                f"{label} has {len(new)} level{'s' if len(new) > 1 else ''} not seen in "
                 f"training ({shown}"
                 f"{', ...' if len(new) > 5 else ''}); known levels: {list(levels)[:10]}"
                 f"{' ...' if len(levels) > 10 else ''}. Pass unseen='population' to predict "
@@ -360,7 +420,104 @@ def _codes(df: Any, name: str, levels: tuple[Level, ...], unseen: Unseen) -> np.
     return codes
 
 
+# ------------------------------------------------------------------------------ series
+def _series_label(argument: str) -> str:
+    return f"argument {argument!r} (a Series)"
+
+
+def _series_numbers(series: Any, label: str) -> np.ndarray:
+    """A numeric or boolean narwhals Series as a NumPy array of its own dtype."""
+    _check_series_complete(series, label)
+    return np.asarray(series.to_numpy())
+
+
+def encode_series(
+    arguments: Mapping[str, Any],
+) -> tuple[dict[str, Any], tuple[ArgumentColumns, ...]]:
+    """``fit``'s arguments with every pandas or polars Series made an array.
+
+    A categorical, enum or string Series becomes ``int32`` codes; its :class:`ArgumentColumns`
+    (one column named after the argument, ``series=True``) is returned to join the result's
+    encoder. A numeric or boolean Series becomes an array of its dtype. Other values pass
+    unchanged.
+
+    Raises:
+        DataError: a Series with missing values or of another type (dates, ...).
+    """
+    out: dict[str, Any] = {}
+    specs: list[ArgumentColumns] = []
+    for argument, value in arguments.items():
+        series = as_series(value)
+        if series is None:
+            out[argument] = value
+            continue
+        label = _series_label(argument)
+        if _dtype_kind(series.dtype, label) == "numeric":
+            out[argument] = _series_numbers(series, label)
+            continue
+        _check_series_complete(series, label)
+        levels = _series_levels(series, label)
+        out[argument] = _series_codes(series, label, levels, "error")
+        specs.append(
+            ArgumentColumns(argument, (argument,), False, "categorical", (levels,), series=True)
+        )
+    return out, tuple(specs)
+
+
+def encode_prediction_series(
+    encoder: DataEncoder | None, arguments: Mapping[str, Any], unseen: Unseen
+) -> dict[str, Any]:
+    """``predict``'s keyword arguments with every Series made an array, as in training.
+
+    A categorical Series is encoded with the levels the argument had in training (given as a
+    categorical Series or a single categorical column), levels not seen then following
+    ``unseen``; a numeric Series becomes an array of its dtype.
+
+    Raises:
+        DataError: a categorical Series for an argument fitted on numbers or arrays (its levels
+            are unknown), a numeric Series for one fitted on categories, missing values, or an
+            unseen level with ``unseen="error"``.
+    """
+    out: dict[str, Any] = {}
+    for argument, value in arguments.items():
+        series = as_series(value)
+        if series is None:
+            out[argument] = value
+            continue
+        label = _series_label(argument)
+        spec = None if encoder is None else encoder.spec_of(argument)
+        categorical = spec is not None and spec.kind == "categorical"
+        if _dtype_kind(series.dtype, label) == "numeric" and not categorical:
+            out[argument] = _series_numbers(series, label)
+        elif spec is not None and categorical and not spec.stacked:
+            out[argument] = _series_codes(series, label, spec.levels[0], unseen)
+        elif spec is not None and categorical:
+            raise DataError(
+                f"{label}: the model was fitted on {len(spec.columns)} categorical columns "
+                f"{list(spec.columns)} for it, (n, {len(spec.columns)}) codes; pass a DataFrame "
+                "with those columns as data="
+            )
+        else:
+            raise DataError(
+                f"{label} is categorical, but {argument!r} was fitted on numbers or codes, so its "
+                "levels are unknown: pass the integer codes used in training, or fit with the "
+                "categorical Series (or DataFrame column) to have its levels recorded"
+            )
+    return out
+
+
 # ------------------------------------------------------------------------------ fit / predict
+def check_fit_data_not_empty(data: Any, keywords: Mapping[str, Any]) -> None:
+    """Raise :class:`DataError` when ``fit``'s data have no rows at all (a DataFrame, Series or
+    arrays with 0 rows), before anything reads them."""
+    arguments = dict(keywords)
+    if is_dataframe(data):
+        arguments = {"data=": data, **arguments}
+    elif isinstance(data, Mapping):
+        arguments = {**data, **arguments}
+    check_not_empty(arguments)
+
+
 def _model_parameters(model: Any) -> dict[str, inspect.Parameter] | None:
     """The model's keyword-capable parameters; ``None`` when it takes ``**kwargs``."""
     try:

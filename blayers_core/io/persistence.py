@@ -8,11 +8,22 @@ The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays, each with a CRC)
   tuples of them) in the metadata;
 * ``meta.json``: the format version, the blayers version, the method, how the loss, guide and
   optimizer (or sampler) were given (registered name and config, or the type of an object), the
-  observed sites, the number of rows and chains, the data encoder when the result has one, and
-  the model's import reference ``module:qualname`` when it has one.
+  observed sites, the number of rows and chains, the data encoder when the result has one, the
+  trailing shapes and dtype kinds of the training rows (which ``predict`` checks; a file without
+  them is read, and its predictions are not checked), and the model's import reference
+  ``module:qualname`` when it has one;
+* the latent sites the draws are of, with their shapes (``latent_sites``).
 
 The file is written atomically (:func:`~blayers_core.engine.atomic.write_atomically`): a crash
-while saving leaves the previous file, never half of a new one.
+while saving leaves the previous file, never half of a new one; a temporary file that a writer
+killed mid-save left next to it is removed by the next save.
+
+``load`` checks the model against the file: it traces the model abstractly on the recorded layout
+of the training rows and compares its latent sites with ``latent_sites``. A site missing on either
+side or of another shape raises :class:`~blayers_core.contract.errors.ModelMismatchError`, since
+prediction would otherwise draw a missing site from the prior; ``allow_missing_sites=True`` lets
+the model's sites that the file lacks be drawn from the prior. A file without that record (older,
+or from a result not made by ``fit``) is read with a warning that the model cannot be checked.
 
 No code is stored. ``load`` imports the model from its reference (or takes ``model=``) and looks
 every named component up in the plugin registry, so a missing plugin is reported by name.
@@ -23,19 +34,22 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from blayers_core.contract._typing import ModelFn
-from blayers_core.contract.errors import ComponentNotFoundError, ResultFileError
+from blayers_core.contract.errors import ComponentNotFoundError, ModelMismatchError, ResultFileError
 from blayers_core.contract.registry import get_registry
-from blayers_core.engine.atomic import write_atomically
-from blayers_core.engine.data import is_array
+from blayers_core.engine.atomic import remove_stale_temporaries, write_atomically
+from blayers_core.engine.checkpoint import Entry, TracedSites, site_difference, trace_sites
+from blayers_core.engine.data import DataSignature, is_array
 from blayers_core.io.frames import DataEncoder
 
 if TYPE_CHECKING:
@@ -130,10 +144,13 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
         "arrays": index,
         "constant_values": constant_values,
         "encoder": None if encoder is None else encoder.to_json_dict(),
+        "data_signature": _signature_to_json(getattr(result, "data_signature", None)),
+        "latent_sites": _latent_sites_to_json(result.posterior_samples),
     }
     text = json.dumps(meta, indent=1, sort_keys=True)
     arrays[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, lambda target: target == path.name)
 
     def write(handle: BinaryIO) -> None:
         np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
@@ -219,7 +236,125 @@ def _encoder(path: Path, data: Any) -> DataEncoder:
         raise ResultFileError(f"{path}: its data encoder cannot be read: {error}") from error
 
 
-def read_result(path: str | os.PathLike[str], model: ModelFn | None = None) -> dict[str, Any]:
+def _latent_sites_to_json(posterior: dict[str, Any]) -> list[list[Any]]:
+    """``[[site, shape], ...]`` of the posterior draws (the shape without the draws' axis)."""
+    return [[name, list(np.shape(value)[1:])] for name, value in sorted(posterior.items())]
+
+
+#: The dtype of the zero rows a saved model is traced on, by the recorded NumPy kind.
+_KIND_DTYPES = {"f": np.float32, "i": np.int32, "u": np.uint32, "b": np.bool_}
+_KIND_NAMES = {"f": "float", "i": "integer", "u": "integer", "b": "boolean"}
+
+
+def _trace_saved_layout(
+    path: Path,
+    model: ModelFn,
+    signature: DataSignature,
+    constants: dict[str, Any],
+    num_rows: int,
+) -> TracedSites:
+    """The model's sites, traced abstractly on rows of the recorded layout and the constants."""
+    rows = {
+        name: jax.ShapeDtypeStruct(  # type: ignore[no-untyped-call]
+            (num_rows, *shape), _KIND_DTYPES.get(kind, np.float32)
+        )
+        for name, (shape, kind) in signature.items()
+    }
+    arrays = {**rows, **{k: v for k, v in constants.items() if is_array(v)}}
+    static = {k: v for k, v in constants.items() if not is_array(v)}
+    try:
+        return trace_sites(model, arrays, static)
+    except Exception as error:
+        layout = ", ".join(
+            f"{k} {(num_rows, *s)} {_KIND_NAMES.get(v, v)}" for k, (s, v) in signature.items()
+        )
+        raise ModelMismatchError(
+            f"{path}: this model does not run on the data it was fitted on ({layout}): "
+            f"{type(error).__name__}: {error}. Pass the model that was fitted: "
+            "load(path, model=model)"
+        ) from error
+
+
+def check_model_sites(
+    path: Path,
+    meta: dict[str, Any],
+    model: ModelFn,
+    constants: dict[str, Any],
+    signature: DataSignature | None,
+    allow_missing_sites: bool = False,
+) -> None:
+    """Raise :class:`ModelMismatchError` when ``model``'s latent sites are not those the file
+    records (see the module doc); warn when the file cannot tell."""
+    recorded = meta.get("latent_sites")
+    if recorded is None or signature is None:
+        why = (
+            "was written by an older blayers and does not record its latent sites"
+            if recorded is None
+            else "does not record the layout of its training rows (the result was not made by fit)"
+        )
+        warnings.warn(
+            f"{path} {why}: the model cannot be checked against it; a site the model has and the "
+            "file lacks would be drawn from the prior at prediction",
+            UserWarning,
+            stacklevel=4,
+        )
+        return
+    traced = _trace_saved_layout(path, model, signature, constants, int(meta["num_rows"]))
+    saved: list[Entry] = [(str(name), tuple(shape), "") for name, shape in recorded]
+    problem = _site_problem(path, saved, traced, allow_missing_sites)
+    if problem is None:
+        problem = _observed_problem(path, meta, traced)
+    if problem is not None:
+        raise ModelMismatchError(f"{path} was fitted with another model: {problem}")
+
+
+def _site_problem(
+    path: Path, saved: list[Entry], traced: TracedSites, allow_missing: bool
+) -> str | None:
+    """The first difference between the saved latent sites and the model's, or ``None``."""
+    names = {entry[0] for entry in saved}
+    # Draws may hold deterministic sites too (NUTS records them): compare those the file has.
+    now = [(n, s, "") for n, s, _ in traced.latent] + [
+        (n, s, "") for n, s, _ in traced.deterministic if n in names
+    ]
+    present = [entry for entry in now if entry[0] in names]
+    problem = site_difference(saved, present, ordered=False, saved_as=path.name)
+    if problem is not None:
+        return f"{problem}; pass the model that was fitted"
+    missing = [entry[0] for entry in now if entry[0] not in names]
+    if missing and not allow_missing:
+        return (
+            f"this model has sites {missing} that {path.name} has no draws of: predictions would "
+            "draw them from the prior. Pass the model that was fitted, or load(path, model=model, "
+            "allow_missing_sites=True) to draw such sites from the prior"
+        )
+    if missing:
+        warnings.warn(
+            f"{path} has no draws of the model's sites {missing}: allow_missing_sites=True, so "
+            "predictions draw them from the prior",
+            UserWarning,
+            stacklevel=5,
+        )
+    return None
+
+
+def _observed_problem(path: Path, meta: dict[str, Any], traced: TracedSites) -> str | None:
+    """An observed site of the file that the model does not observe, or ``None``."""
+    for name in meta.get("observed_sites", []):
+        if name not in traced.observed:
+            return (
+                f"{path.name} has observed site {name!r}, which this model does not observe "
+                f"(it observes {traced.observed}); pass the model that was fitted"
+            )
+    return None
+
+
+def read_result(
+    path: str | os.PathLike[str],
+    model: ModelFn | None = None,
+    *,
+    allow_missing_sites: bool = False,
+) -> dict[str, Any]:
     """The fields of a :class:`~blayers_core.FitResult` written by :meth:`FitResult.save`, as
     keyword arguments of its constructor; :func:`blayers_core.load` (arguments and errors
     documented there) builds the result from them."""
@@ -237,6 +372,8 @@ def read_result(path: str | os.PathLike[str], model: ModelFn | None = None) -> d
     fn = _model(path, meta, model)
     components = meta.get("components") or {}
     guide = _check_components(path, components, fn)
+    signature = _signature_from_json(path, meta.get("data_signature"))
+    check_model_sites(path, meta, fn, constants, signature, allow_missing_sites)
     encoder = None if meta.get("encoder") is None else _encoder(path, meta["encoder"])
     return dict(
         model=fn,
@@ -253,4 +390,26 @@ def read_result(path: str | os.PathLike[str], model: ModelFn | None = None) -> d
         num_chains=int(meta["num_chains"]),
         components=components,
         encoder=encoder,
+        data_signature=signature,
     )
+
+
+def _signature_to_json(signature: DataSignature | None) -> dict[str, Any] | None:
+    """The training rows' signature in ``meta.json``: ``{argument: {"shape": [...], "kind": k}}``."""
+    if signature is None:
+        return None
+    return {name: {"shape": list(shape), "kind": kind} for name, (shape, kind) in signature.items()}
+
+
+def _signature_from_json(path: Path, data: Any) -> DataSignature | None:
+    """The signature written by :func:`_signature_to_json`; ``None`` (not checked) for a file
+    written before it was saved."""
+    if data is None:
+        return None
+    try:
+        return {
+            str(name): (tuple(int(d) for d in entry["shape"]), str(entry["kind"]))
+            for name, entry in data.items()
+        }
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise ResultFileError(f"{path}: its data signature cannot be read: {error!r}") from error

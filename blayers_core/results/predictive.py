@@ -35,7 +35,7 @@ from numpyro.distributions import CategoricalLogits, CategoricalProbs, Distribut
 
 from blayers_core.contract._typing import Array, ModelFn
 from blayers_core.engine.chunks import evaluate_in_chunks, join_chunks
-from blayers_core.engine.data import split_prediction_data
+from blayers_core.engine.data import check_data_signature, split_prediction_data
 from blayers_core.engine.dry_run import dry_run
 
 #: Values (draws x rows x event) one chunk may hold on the device; sets the default ``chunk_rows``.
@@ -213,12 +213,17 @@ def predict(
     quantiles: Sequence[float] | None = None,
     return_draws: bool = False,
     chunk_rows: int | None = None,
+    data_signature: Mapping[str, tuple[tuple[int, ...], str]] | None = None,
 ) -> Predictions:
     """Posterior predictive summaries of ``site`` for the rows in ``data`` (see the module doc).
 
+    ``data_signature`` (the training rows' trailing shapes and dtype kinds, see
+    :func:`~blayers_core.engine.data.data_signature`) is checked before anything is traced.
+
     Raises:
         ValueError: a bad ``kind``, ``num_samples``, ``interval``, ``quantiles`` or ``chunk_rows``.
-        DataError: row arrays of different lengths, none at all, or with unusable values.
+        DataError: row arrays of different lengths, none at all, with unusable values, or unlike
+            the training rows (another number of columns, floats for integer codes).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be 'mean' or 'response', got {kind!r}")
@@ -236,6 +241,8 @@ def predict(
         samples = {k: v[:num_samples] for k, v in samples.items()}
     num_draws = available if num_samples is None else int(num_samples)
     new = split_prediction_data(data)
+    if data_signature is not None:
+        check_data_signature(data_signature, new.rows)
     all_constants = {**constants, **new.constants}
     dry_run(model, new.rows, all_constants, seed=int(seed))  # bad input raises before tracing
     if chunk_rows is None:

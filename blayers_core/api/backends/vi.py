@@ -28,7 +28,13 @@ from blayers_core.api.components import (
 from blayers_core.api.options import FitOptions, VIOptions
 from blayers_core.api.result import FitResult
 from blayers_core.contract._typing import Array, ModelFn
-from blayers_core.engine.checkpoint import Checkpointer, CheckpointError, data_fingerprint
+from blayers_core.engine.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    data_fingerprint,
+    model_sites,
+    state_entries,
+)
 from blayers_core.engine.data import SplitData
 from blayers_core.engine.dry_run import dry_run
 from blayers_core.engine.minibatch import BatchSchedule
@@ -36,6 +42,7 @@ from blayers_core.engine.program import TrainingProgram
 from blayers_core.engine.runner import (
     NonFiniteLossError,
     PreparedData,
+    initial_state,
     prepare_data,
     program_for,
     train,
@@ -54,6 +61,8 @@ class VIBackend:
         Raises:
             NonFiniteLossError: a loss or gradient turned non-finite; its ``.result`` holds the
                 fit at the last finite state.
+            NonFiniteDensityError: the initialisation found no point with a finite log density.
+            ValueError: a per-row latent site while training on minibatches.
         """
         vi, n, seed = options.method, data.num_rows, options.seed
         schedule = BatchSchedule(num_rows=n, batch_size=vi.batch_size or n, shuffle=vi.shuffle)
@@ -63,7 +72,14 @@ class VIBackend:
         loss = resolve_loss(vi.loss, num_rows=n, minibatched=minibatched)
         optimizer = resolve_optimizer(vi.optimizer, vi.learning_rate)
         guide = resolve_guide(vi.guide, model)
-        checked = dry_run(model, data.rows, data.constants, seed=seed)  # bad input raises here
+        # Bad input, and a per-row latent under minibatches, raise here.
+        checked = dry_run(
+            model,
+            data.rows,
+            data.constants,
+            seed=seed,
+            batch_size=vi.batch_size if minibatched else None,
+        )
 
         sample_key, init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(seed), 3)
         prepared = prepare_data(data, schedule, seed)
@@ -76,10 +92,10 @@ class VIBackend:
         program = program_for(
             svi_key, lambda: SVI(model, guide, optimizer, loss), prepared, schedule, chunk
         )
-        state = program.init(
+        state = initial_state(
+            program,
+            prepared,
             init_key,
-            prepared.rows,
-            prepared.array_constants,
             shuffle_key,
             # NumPyro keeps deterministic values on the guide where jit cannot restore them.
             eager=bool(checked.deterministic_sites),
@@ -88,7 +104,10 @@ class VIBackend:
 
         checkpointer, first_step, losses = None, 0, None
         if vi.checkpoint_dir is not None:
-            checkpointer = _checkpointer(vi.checkpoint_dir, data, schedule, seed, total, chunk)
+            record = _checkpoint_record(model, prepared, schedule, vi, state)
+            checkpointer = _checkpointer(
+                vi.checkpoint_dir, data, schedule, seed, total, chunk, record
+            )
             if vi.resume:
                 state, first_step, losses = _resume(checkpointer, state)
         try:
@@ -126,8 +145,10 @@ def _checkpointer(
     seed: int,
     total: int,
     chunk: int,
+    record: dict[str, Any],
 ) -> Checkpointer:
-    """The run's checkpointer, with what must match on resume."""
+    """The run's checkpointer, with what must match on resume: the run's settings and data, then
+    ``record`` (:func:`_checkpoint_record`)."""
     meta = {
         "seed": int(seed),
         "num_rows": data.num_rows,
@@ -136,8 +157,32 @@ def _checkpointer(
         "num_steps": total,
         "chunk_size": chunk,
         "data": data_fingerprint(data.rows),
+        **record,
     }
     return Checkpointer(directory, meta)
+
+
+def _checkpoint_record(
+    model: ModelFn, prepared: PreparedData, schedule: BatchSchedule, vi: VIOptions, state: Any
+) -> dict[str, Any]:
+    """What the state belongs to: the components, the model's latent sites (traced abstractly on
+    one batch) and the path, shape and dtype of every leaf of the fresh state."""
+    batch = {k: v[: schedule.batch_size] for k, v in prepared.rows.items()}
+    arrays = {**batch, **prepared.array_constants}
+    return {
+        "components": _component_records(vi),
+        "sites": model_sites(model, arrays, prepared.static_constants),
+        "state": state_entries(state),
+    }
+
+
+def _component_records(vi: VIOptions) -> dict[str, Any]:
+    """How the loss, guide and optimizer were given (name and config, or the object's type)."""
+    return {
+        "loss": component_record(vi.loss),
+        "guide": component_record(vi.guide),
+        "optimizer": component_record(vi.optimizer, learning_rate_config(vi.learning_rate)),
+    }
 
 
 def _resume(checkpointer: Checkpointer, fresh_state: Any) -> tuple[Any, int, np.ndarray | None]:
@@ -215,9 +260,5 @@ class _Finisher:
             state=state,
             steps_done=steps_done,
             interrupted=interrupted,
-            components={
-                "loss": component_record(vi.loss),
-                "guide": component_record(vi.guide),
-                "optimizer": component_record(vi.optimizer, learning_rate_config(vi.learning_rate)),
-            },
+            components=_component_records(vi),
         )
