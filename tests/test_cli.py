@@ -200,16 +200,24 @@ def test_doctor_runs_the_kit_and_fails_broken_components(capsys, site) -> None:
     }
 
 
-def test_doctor_reports_plugins_that_failed_to_load(capsys, site) -> None:
+def test_doctor_reports_plugins_that_failed_to_load(
+    capsys, site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site.add("gone-plugin", {"gone": BROKEN_IMPORT}, version="1.1")
-    registry = site.registry()
-    report = doctor_report(registry, quick=True, names=["adam"])
+    report = doctor_report(site.registry(), quick=True, names=["adam"])
     assert report["ok"] and [c["name"] for c in report["checks"]] == ["blayers:adam"]
-    status = main(["doctor", "--json", "--quick"], registry=registry)
-    failed = [c for c in json.loads(capsys.readouterr().out)["checks"] if not c["passed"]]
+    # A site without the first-party plugin, so that the whole run checks only two plugins.
+    (tmp_path / "small").mkdir()
+    small = FakeSite(tmp_path / "small", monkeypatch)
+    small.add("good-plugin", {"good": GOOD}, version="2.3")
+    small.add("gone-plugin", {"gone": BROKEN_IMPORT}, version="1.1")
+    status = main(["doctor", "--json", "--quick"], registry=small.registry())
+    checks = json.loads(capsys.readouterr().out)["checks"]
+    failed = [c for c in checks if not c["passed"]]
     assert status == 1
     assert [c["name"] for c in failed] == ["gone"]
     assert "ModuleNotFoundError" in failed[0]["detail"]
+    assert {c["name"] for c in checks if c["passed"]} == {"good:scaled", "good:adaptive"}
 
 
 def test_doctor_fits_by_default_and_checks_only_the_names_given(capsys, site) -> None:
