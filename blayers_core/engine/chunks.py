@@ -132,8 +132,3 @@ def join_chunks(parts: Sequence[Any], row_axes: Any) -> Any:
         return None if leaves[0] is None else np.concatenate(leaves, axis=axis)
 
     return jax.tree_util.tree_map(join, row_axes, *parts)
-
-
-def clear_chunk_programs() -> None:
-    """Forget every cached chunk program."""
-    _PROGRAMS.clear()
