@@ -11,8 +11,10 @@ Components are looked up by name through the plugin registry::
 
     result = fit(model, x=x, y=y, batch_size=256, num_epochs=100)
 
-blayers_core never imports a plugin; the first-party layers, links, losses, guides and optimizers
-are found through the same entry-point group as third-party ones.
+    result = fit(model, x=x, y=y, method=method("nuts", target_accept_prob=0.95))
+
+blayers_core never imports a plugin; the first-party layers, links, losses, guides, optimizers and
+inference methods are found through the same entry-point group as third-party ones.
 """
 
 from blayers_core.api.fit import fit
@@ -31,9 +33,12 @@ from blayers_core.contract.errors import (
     ResultFileError,
 )
 from blayers_core.contract.hookspecs import ENTRY_POINT_GROUP, hookimpl
+from blayers_core.contract.inference import FitProblem, InferenceOutcome, SplitData
+from blayers_core.contract.methods import ConfiguredMethod, method
 from blayers_core.contract.population import allow_population_codes, population_codes_allowed
 from blayers_core.contract.protocols import (
     GuideFactory,
+    InferenceMethod,
     Layer,
     Link,
     Loss,
@@ -58,7 +63,7 @@ from blayers_core.contract.shapes import align_to_target, layer_input
 from blayers_core.contract.version import __version__
 from blayers_core.engine.checkpoint import CheckpointError
 from blayers_core.engine.compilation_cache import enable_compilation_cache, enable_from_environment
-from blayers_core.engine.data import SplitData, split_rows_and_constants
+from blayers_core.engine.data import split_rows_and_constants
 from blayers_core.engine.diagnose import NonFiniteDensityError
 from blayers_core.engine.mcmc import SamplingWarning
 from blayers_core.engine.minibatch import BatchSchedule, padded_rows
@@ -76,11 +81,15 @@ __all__ = [
     "CheckpointError",
     "Component",
     "ComponentNotFoundError",
+    "ConfiguredMethod",
     "DataEncoder",
     "DataError",
     "DuplicateLayerError",
+    "FitProblem",
     "FitResult",
     "GuideFactory",
+    "InferenceMethod",
+    "InferenceOutcome",
     "Layer",
     "Link",
     "Loss",
@@ -113,6 +122,7 @@ __all__ = [
     "link",
     "load",
     "loss",
+    "method",
     "multiply_scale",
     "plot_forest",
     "plot_loss",

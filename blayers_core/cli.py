@@ -210,8 +210,8 @@ def plugins_report(registry: Registry) -> list[dict[str, Any]]:
     )
 
 
-_PLURAL = {"layer": "layers", "link": "links", "loss": "losses", "guide": "guides"}
-_PLURAL["optimizer"] = "optimizers"
+_PLURAL = {"loss": "losses"}
+_PLURAL.update({kind: f"{kind}s" for kind in COMPONENT_KINDS if kind not in _PLURAL})
 
 
 def _print_plugins(report: list[dict[str, Any]]) -> None:

@@ -1,12 +1,21 @@
-"""Helpers shared by the tests that compare layers and links with hand-written NumPyro."""
+"""Helpers shared by the tests: hand-written NumPyro comparisons, fake installed plugins."""
 
 from __future__ import annotations
 
 import functools
+import logging
+import textwrap
+import uuid
+from pathlib import Path
 
+import jax
 import numpy as np
+import pytest
 from numpyro import handlers
 from numpyro.infer.util import log_density
+
+from blayers_core import Registry
+from blayers_core.plugin import PLUGIN_API_VERSION
 
 
 def trace(fn, seed: int = 0):
@@ -90,3 +99,75 @@ def hand_result(link_name: str, seed: int = 0):
 
 def features(n: int = N, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, D)).astype(np.float32)
+
+
+class FakeSite:
+    """Writes fake installed distributions (dist-info + module) into one folder."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root = root
+        monkeypatch.syspath_prepend(str(root))
+
+    def add(
+        self,
+        dist: str,
+        plugins: dict[str, str],
+        version: str = "1.0",
+        *,
+        api: object = PLUGIN_API_VERSION,
+        site_dir: Path | None = None,
+    ) -> dict[str, str]:
+        """Install ``dist`` with one entry point per plugin; returns plugin -> module name.
+
+        Each module ends with ``BLAYERS_PLUGIN_API = <api>``, or declares nothing if ``api`` is
+        None. ``site_dir`` puts the dist-info in another folder (the module stays importable).
+        """
+        modules = {}
+        lines = ["[blayers.plugins]"]
+        for plugin, source in plugins.items():
+            module = f"fake_{plugin}_{uuid.uuid4().hex[:8]}"  # fresh: sys.modules caches imports
+            text = textwrap.dedent(source)
+            if api is not None:
+                text += f"\nBLAYERS_PLUGIN_API = {api!r}\n"
+            (self.root / f"{module}.py").write_text(text)
+            lines.append(f"{plugin} = {module}")
+            modules[plugin] = module
+        info = (site_dir or self.root) / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+        return modules
+
+    def add_first_party(self) -> None:
+        info = self.root / "blayers_core-0.1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: blayers-core\nVersion: 0.1.0\n"
+        )
+        (info / "entry_points.txt").write_text("[blayers.plugins]\nblayers = blayers_plugins\n")
+
+    def registry(self, environ: dict[str, str] | None = None) -> Registry:
+        return Registry(search_path=[str(self.root)], environ=environ or {})
+
+
+class _CompileLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "compil" in record.getMessage().lower():
+            self.messages.append(record.getMessage())
+
+
+def compilations(fn) -> list[str]:
+    """What JAX compiled while ``fn()`` ran (its ``log_compiles`` messages)."""
+    log = _CompileLog()
+    logger = logging.getLogger("jax")
+    logger.addHandler(log)
+    try:
+        with jax.log_compiles(True):
+            fn()
+    finally:
+        logger.removeHandler(log)
+    return log.messages

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_registry import FakeSite
+from helpers import FakeSite
 
 from blayers_core.cli import doctor_report, main
 

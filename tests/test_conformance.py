@@ -18,11 +18,12 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 import pytest
+from helpers import FakeSite
 from numpyro.handlers import scope
 from numpyro.infer import Trace_ELBO
-from test_registry import FakeSite
 
 from blayers_core import Component, align_to_target, components, layer_input
+from blayers_core.plugin import InferenceOutcome, SVISettings, train_svi
 from blayers_core.testing import (
     CHECKS,
     Candidate,
@@ -427,6 +428,52 @@ def undocumented_guide(model: Any) -> Any:
 undocumented_guide.__doc__ = None
 
 
+# ------------------------------------------------------------------------ broken methods
+
+
+class NoRunMethod:
+    """A method without run(problem)."""
+
+
+class UndocumentedMethod:
+    def run(self, problem):
+        return train_svi(problem, SVISettings(num_steps=5))
+
+
+@attrs.frozen
+class LaxMethod:
+    """SVI for num_steps steps; its validator lets a non-number through."""
+
+    num_steps: int = attrs.field(default=5, validator=_positive_if_number)
+
+    def run(self, problem):
+        return train_svi(problem, SVISettings(num_steps=5))
+
+
+class SiteDroppingMethod:
+    """SVI that forgets the draws of every site but the first."""
+
+    def run(self, problem):
+        outcome = train_svi(problem, SVISettings(num_steps=5))
+        first = sorted(outcome.posterior_samples)[0]
+        return attrs.evolve(outcome, posterior_samples={first: outcome.posterior_samples[first]})
+
+
+class UnseededMethod:
+    """Draws from the prior with NumPy's global generator, whatever the seed."""
+
+    def run(self, problem):
+        draws = {"a": np.random.normal(size=50), "b": np.abs(np.random.normal(size=50))}
+        return InferenceOutcome(posterior_samples=draws)
+
+
+class UntrainedMethod:
+    """One SVI step: the draws are those of the guide's initialisation, not the posterior."""
+
+    def run(self, problem):
+        return train_svi(problem, SVISettings(num_steps=1))
+
+
 # --------------------------------------------------------------------- broken optimizers
 
 
@@ -503,6 +550,12 @@ BROKEN: list[tuple[str, str, Any]] = [
     ("check_optimizer_updates_a_pytree", "optimizer", leaves_only),
     ("check_optimizer_decreases_a_quadratic", "optimizer", diverging),
     ("check_optimizer_has_a_docstring", "optimizer", undocumented_optimizer),
+    ("check_method_satisfies_the_protocol", "method", NoRunMethod),
+    ("check_method_has_a_docstring", "method", UndocumentedMethod),
+    ("check_method_rejects_bad_config", "method", LaxMethod),
+    ("check_method_draws_every_latent_site", "method", SiteDroppingMethod),
+    ("check_method_is_deterministic", "method", UnseededMethod),
+    ("check_method_recovers_a_conjugate_posterior", "method", UntrainedMethod),
 ]
 
 #: A target for the links whose own y=None path is what is broken.

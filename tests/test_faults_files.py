@@ -255,7 +255,7 @@ import io, sys, time
 from pathlib import Path
 import numpy as np
 from blayers_core import fit, layer, link
-from blayers_core.api.backends import vi
+from blayers_core.engine import svi as vi
 from blayers_core.engine import checkpoint
 
 folder, marker, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3]

@@ -11,12 +11,11 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-import textwrap
-import uuid
 import warnings
 from pathlib import Path
 
 import pytest
+from helpers import FakeSite
 
 from blayers_core import (
     AmbiguousComponentError,
@@ -44,55 +43,6 @@ def register_layers(register):
 """
 
 
-class FakeSite:
-    """Writes fake installed distributions (dist-info + module) into one folder."""
-
-    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.root = root
-        monkeypatch.syspath_prepend(str(root))
-
-    def add(
-        self,
-        dist: str,
-        plugins: dict[str, str],
-        version: str = "1.0",
-        *,
-        api: object = PLUGIN_API_VERSION,
-        site_dir: Path | None = None,
-    ) -> dict[str, str]:
-        """Install ``dist`` with one entry point per plugin; returns plugin -> module name.
-
-        Each module ends with ``BLAYERS_PLUGIN_API = <api>``, or declares nothing if ``api`` is
-        None. ``site_dir`` puts the dist-info in another folder (the module stays importable).
-        """
-        modules = {}
-        lines = ["[blayers.plugins]"]
-        for plugin, source in plugins.items():
-            module = f"fake_{plugin}_{uuid.uuid4().hex[:8]}"  # fresh: sys.modules caches imports
-            text = textwrap.dedent(source)
-            if api is not None:
-                text += f"\nBLAYERS_PLUGIN_API = {api!r}\n"
-            (self.root / f"{module}.py").write_text(text)
-            lines.append(f"{plugin} = {module}")
-            modules[plugin] = module
-        info = (site_dir or self.root) / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir(parents=True)
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-        return modules
-
-    def add_first_party(self) -> None:
-        info = self.root / "blayers_core-0.1.0.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            "Metadata-Version: 2.1\nName: blayers-core\nVersion: 0.1.0\n"
-        )
-        (info / "entry_points.txt").write_text("[blayers.plugins]\nblayers = blayers_plugins\n")
-
-    def registry(self, environ: dict[str, str] | None = None) -> Registry:
-        return Registry(search_path=[str(self.root)], environ=environ or {})
-
-
 def layer_plugin(*names: str, cls: str = "Thing", doc: str = "A test layer.") -> str:
     registrations = "\n".join(f"    register({n!r}, {cls})" for n in names) or "    pass"
     return LAYER_PLUGIN.format(cls=cls, doc=doc, registrations=registrations)
@@ -115,7 +65,7 @@ def test_first_party_components_come_through_the_entry_point(site: FakeSite) -> 
     )
     assert adaptive.qualified_name == "blayers:adaptive"
     kinds = {c.kind for c in registry.components()}
-    assert kinds == {"layer", "link", "loss", "guide", "optimizer"}
+    assert kinds == {"layer", "link", "loss", "guide", "optimizer", "method"}
 
 
 def test_listing_gives_kind_names_origin_version_and_description(site: FakeSite) -> None:

@@ -40,7 +40,7 @@ def test_summary_is_a_dataframe_of_every_element():
 
 def test_repr_is_short_and_names_method_rows_and_sites():
     text = repr(hand_result("gaussian"))
-    assert text.startswith("FitResult(method='vi', rows=37")
+    assert text.startswith("FitResult(method='svi', rows=37")
     assert f"mu/beta ({D}, 1)" in text and "obs/sigma ()" in text and "observed: obs" in text
     assert len(text.splitlines()) <= 4 and "array" not in text
 
@@ -126,9 +126,10 @@ def test_nuts_summary_has_diagnostics_that_agree_with_arviz():
     np.testing.assert_array_equal(
         np.asarray(data["posterior"]["obs.sigma"])[1], result.posterior_samples["obs/sigma"][300:]
     )
-    rhat = np.asarray(az.rhat(data)["mu.beta"]).ravel()
+    # The summary's R-hat is the classic split R-hat (NumPyro's), ArviZ's method="split".
+    rhat = np.asarray(az.rhat(data, method="split")["mu.beta"]).ravel()
     ess = np.asarray(az.ess(data, method="bulk")["mu.beta"]).ravel()
-    np.testing.assert_allclose(table["r_hat"].iloc[:D], rhat, atol=0.01)
+    np.testing.assert_allclose(table["r_hat"].iloc[:D], rhat, atol=1e-4)
     np.testing.assert_allclose(table["ess_bulk"].iloc[:D], ess, rtol=0.15)
     loo = az.loo(data)
     assert np.isfinite(loo["elpd"] if ARVIZ_1 else loo["elpd_loo"])

@@ -1,25 +1,33 @@
-"""``fit``: validate the options, encode and split the data, and run the chosen method's back end.
+"""``fit``: resolve the inference method, encode and check the data, and run the method.
 
-The options are checked first (:mod:`blayers_core.api.options`), before the data are read or
-anything is traced; the method is a :class:`~blayers_core.api.backends.base.Backend` (VI or NUTS,
-:mod:`blayers_core.api.backends`).
+The method is a registered component (``method="nuts"``, or configured,
+``method=blayers_core.method("nuts", target_accept_prob=0.95)``); its options are checked when it
+is built, before the data are read. The data are encoded, split into row arrays and constants
+(:mod:`blayers_core.engine.data`) and checked by running the model once over every row
+(:func:`~blayers_core.engine.dry_run.dry_run`), for every method, first-party or not. The method's
+:class:`~blayers_core.contract.inference.InferenceOutcome` becomes the
+:class:`~blayers_core.api.result.FitResult`.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from blayers_core.api.backends import backend_for, method_options
-from blayers_core.api.options import FitOptions, NUTSOptions, VIOptions, defaults, passed
+from blayers_core.api.options import METHOD_DEFAULT, FitOptions, passed
 from blayers_core.api.result import FitResult
 from blayers_core.contract._typing import GuideFn, ModelFn
 from blayers_core.contract.errors import DataError
-from blayers_core.contract.protocols import Loss
-from blayers_core.engine.data import data_signature, split_rows_and_constants
+from blayers_core.contract.inference import FitProblem, InferenceOutcome, SplitData
+from blayers_core.contract.methods import DEFAULT_METHOD, ConfiguredMethod, method, option_names
+from blayers_core.contract.protocols import InferenceMethod, Loss
+from blayers_core.contract.registry import get_registry
+from blayers_core.engine.data import DataSignature, data_signature, split_rows_and_constants
+from blayers_core.engine.dry_run import dry_run
 from blayers_core.engine.runner import NonFiniteLossError
 from blayers_core.io.frames import (
     DataEncoder,
@@ -28,48 +36,49 @@ from blayers_core.io.frames import (
     encode_series,
 )
 
-#: The defaults of the methods' options, as ``fit``'s signature shows them; ``fit`` tells them
-#: from a value passed, so an option of the other method raises only when it is passed.
-VI_DEFAULTS = defaults(VIOptions)
-NUTS_DEFAULTS = defaults(NUTSOptions)
-
 
 def fit(
     model: ModelFn,
     *,
     data: Mapping[str, Any] | Any | None = None,
     columns: Mapping[str, str | Sequence[str]] | DataEncoder | None = None,
-    method: str = "vi",
-    loss: str | Loss = VI_DEFAULTS.loss,
-    guide: str | GuideFn = VI_DEFAULTS.guide,
-    optimizer: Any = VI_DEFAULTS.optimizer,
-    lr: Any = VI_DEFAULTS.lr,
-    batch_size: int | None = VI_DEFAULTS.batch_size,
-    num_steps: int | None = VI_DEFAULTS.num_steps,
-    num_epochs: int | None = VI_DEFAULTS.num_epochs,
-    num_samples: int = 1000,
-    num_warmup: int = NUTS_DEFAULTS.num_warmup,
-    num_chains: int = NUTS_DEFAULTS.num_chains,
+    method: str | InferenceMethod = DEFAULT_METHOD,
+    loss: str | Loss = METHOD_DEFAULT,
+    guide: str | GuideFn = METHOD_DEFAULT,
+    optimizer: Any = METHOD_DEFAULT,
+    lr: Any = METHOD_DEFAULT,
+    batch_size: int | None = METHOD_DEFAULT,
+    num_steps: int | None = METHOD_DEFAULT,
+    num_epochs: int | None = METHOD_DEFAULT,
+    num_samples: int | None = None,
+    num_warmup: int = METHOD_DEFAULT,
+    num_chains: int = METHOD_DEFAULT,
     seed: int = 0,
-    shuffle: bool = VI_DEFAULTS.shuffle,
+    shuffle: bool = METHOD_DEFAULT,
     progress_bar: bool = True,
-    chunk_size: int = VI_DEFAULTS.chunk_size,
-    checkpoint_dir: str | os.PathLike[str] | None = VI_DEFAULTS.checkpoint_dir,
-    checkpoint_every: int | None = VI_DEFAULTS.checkpoint_every,
-    resume: bool = VI_DEFAULTS.resume,
+    chunk_size: int = METHOD_DEFAULT,
+    checkpoint_dir: str | os.PathLike[str] | None = METHOD_DEFAULT,
+    checkpoint_every: int | None = METHOD_DEFAULT,
+    resume: bool = METHOD_DEFAULT,
     num_obs: int | None = None,
     **data_kwargs: Any,
 ) -> FitResult:
-    """Fit ``model`` to data: stochastic variational inference (default) or NUTS.
+    """Fit ``model`` to data with an inference method chosen by name (default: ``"svi"``).
 
-    Every component can be given by its registered name or as an object::
+    The first-party methods are ``"svi"`` (minibatch stochastic variational inference),
+    ``"nuts"``, ``"hmc"`` and ``"svgd"``; a plugin can add more (``blayers plugins`` lists
+    them). Every component can be given by its registered name or as an object::
 
         fit(model, x=x, y=y, loss="batched_elbo", guide="auto_normal", optimizer="adam",
             lr=0.01, batch_size=512, num_epochs=50)
         fit(model, x=x, y=y, method="nuts", num_warmup=500, num_samples=1000, num_chains=2)
+        fit(model, x=x, y=y, method=blayers_core.method("nuts", target_accept_prob=0.95,
+                                                         max_tree_depth=8, dense_mass=True))
 
-    An option of the other method raises: ``fit(..., method="nuts", batch_size=64)`` is an error
-    ("batch_size is an option of method='vi'; method='nuts' does not use it").
+    The method options below are shortcuts for the first-party methods' options; any option of
+    any method can be given through :func:`blayers_core.method`. An option the chosen method does
+    not take raises, naming it and the methods that take it ("method 'nuts' does not take
+    batch_size=64; it is an option of method 'svi'").
 
     Args:
         model: a NumPyro model called as ``model(**data)``.
@@ -82,42 +91,42 @@ def fit(
         columns: with a DataFrame, ``{"x": ["age", "bmi"], "g": "group"}`` maps an argument to
             a list of columns (an ``(n, k)`` matrix) or one column (``(n,)``); or a
             :class:`~blayers_core.io.frames.DataEncoder` built beforehand with ``from_frame``.
-        method: ``"vi"`` (minibatch SVI) or ``"nuts"`` (NUTS on the full data).
-        loss: VI: a loss name (``"batched_elbo"``, ``"trace_elbo"``, ...) or a loss object.
-        guide: VI: a guide name (``"auto_normal"``, ...) or a guide built on ``model``.
-        optimizer: VI: an optimizer name (``"adam"``, ...) or an optax transformation.
-        lr: VI: learning rate (a float or an optax schedule) for a named optimizer; default 0.01.
-        batch_size: VI: rows per step; ``None`` uses every row at every step.
-        num_steps: VI: optimisation steps; or give ``num_epochs``. Default: 2000 steps.
-        num_epochs: VI: passes over the data.
-        num_samples: posterior draws kept on the result (per chain for NUTS).
-        num_warmup: NUTS: warm-up iterations per chain.
-        num_chains: NUTS: chains.
-        seed: seeds initialisation, the ELBO's draws, the batch order and the posterior draws.
-        shuffle: VI: reshuffle minibatches every epoch.
+        method: a registered method name, a method built by :func:`blayers_core.method`, or any
+            object with ``run(problem)`` (:class:`~blayers_core.contract.protocols.InferenceMethod`).
+        loss: svi: a loss name (``"batched_elbo"``, ``"trace_elbo"``, ...) or a loss object.
+        guide: svi: a guide name (``"auto_normal"``, ...) or a guide built on ``model``.
+        optimizer: svi, svgd: an optimizer name (``"adam"``, ...) or an optax transformation.
+        lr: svi, svgd: learning rate (a float or an optax schedule) of a named optimizer.
+        batch_size: svi: rows per step; ``None`` uses every row at every step.
+        num_steps: svi, svgd: optimisation steps; svi also takes ``num_epochs``.
+        num_epochs: svi: passes over the data.
+        num_samples: posterior draws kept on the result (per chain for MCMC); default 1000.
+            SVGD's draws are its particles (``num_particles``).
+        num_warmup: nuts, hmc: warm-up iterations per chain.
+        num_chains: nuts, hmc: chains.
+        seed: seeds initialisation, the method's randomness and the posterior draws.
+        shuffle: svi: reshuffle minibatches every epoch.
         progress_bar: show a tqdm progress bar.
-        chunk_size: VI: steps per compiled ``lax.scan`` chunk.
-        checkpoint_dir: VI: write checkpoints there (atomically, the last three kept).
-        checkpoint_every: VI: steps between checkpoints (rounded up to whole chunks); default: at
-            the end and on Ctrl-C only.
-        resume: VI: continue from the newest valid checkpoint in ``checkpoint_dir``, if there is
-            one. The resumed run gives the same parameters, bit for bit on CPU, as an
-            uninterrupted one.
+        chunk_size: svi: steps per compiled ``lax.scan`` chunk.
+        checkpoint_dir: svi: write checkpoints there (atomically, the last three kept).
+        checkpoint_every: svi: steps between checkpoints (rounded up to whole chunks).
+        resume: svi: continue from the newest valid checkpoint in ``checkpoint_dir``, if there
+            is one; bit for bit on CPU the same parameters as an uninterrupted run.
         num_obs: rows in the data; default: the largest leading dimension of the array arguments.
             Arrays with that many rows are batched; every other value is a constant.
         **data_kwargs: the model's arguments.
 
     Raises:
-        ValueError / TypeError: a bad option, or an option the method does not use, naming it,
-            before the data are read.
+        ValueError / TypeError: a bad option, or an option the method does not take, naming it,
+            before the data are read; a keyword that is not an argument of ``model``.
+        ComponentNotFoundError: no installed plugin registers the method (or component) named.
         DataError: unusable data (no rows, non-numeric or non-finite rows, integers that do not
             fit the device's integer dtype, ...), before anything compiles.
         NonFiniteLossError: a loss or gradient turned non-finite; ``.result`` holds the fit at the
             last finite state, ``.step`` and ``.rows`` say where.
     """
-    backend = backend_for(method)
-    chosen = method_options(
-        backend,
+    chosen = resolve_method(
+        method,
         passed(
             {
                 "loss": loss,
@@ -138,26 +147,158 @@ def fit(
         ),
     )
     options = FitOptions(
-        method=chosen,
-        seed=seed,
-        num_samples=num_samples,
-        progress_bar=progress_bar,
-        num_obs=num_obs,
+        seed=seed, num_samples=num_samples, progress_bar=progress_bar, num_obs=num_obs
     )
+    check_model_arguments(model, data_kwargs, preferred=getattr(chosen, "name", None))
     check_fit_data_not_empty(data, data_kwargs)
     encoded, encoder = encode_fit_data(model, data, columns, data_kwargs)
     arguments, series = encode_series(_merge_data(encoded, data_kwargs))
     if series:
         encoder = DataEncoder(series) if encoder is None else encoder.with_arguments(series)
     split = split_rows_and_constants(arguments, options.num_obs)
-    signature = data_signature(split.rows)
+    problem = _problem(model, split, options)
+    as_result = _Wrap(problem, chosen, encoder, data_signature(split.rows))
     try:
-        result = backend.run(model, split, options)
+        outcome = chosen.run(problem)
     except NonFiniteLossError as error:
-        if error.result is not None:
-            error.result = attrs.evolve(error.result, encoder=encoder, data_signature=signature)
+        if isinstance(error.result, InferenceOutcome):
+            error.result = as_result(error.result)
         raise
-    return attrs.evolve(result, encoder=encoder, data_signature=signature)
+    return as_result(outcome)
+
+
+def resolve_method(
+    spec: str | InferenceMethod, options: Mapping[str, Any]
+) -> ConfiguredMethod | InferenceMethod:
+    """The method ``fit`` runs: ``spec`` built by name, or configured further with ``options``.
+
+    Raises:
+        ValueError: an option the method does not take, or options given with a method object
+            that was not built by :func:`blayers_core.method`.
+        TypeError: ``spec`` is neither a name nor a method.
+    """
+    if isinstance(spec, str):
+        return method(spec, **options)
+    if isinstance(spec, ConfiguredMethod):
+        return spec.with_options(options) if options else spec
+    if isinstance(spec, InferenceMethod):
+        if options:
+            raise ValueError(
+                f"{', '.join(options)} cannot be given to fit with a method object "
+                f"({type(spec).__name__}); set them on the method itself"
+            )
+        return spec
+    raise TypeError(
+        "method must be a registered name such as 'svi' or 'nuts', blayers_core.method(name, "
+        f"**options), or an object with run(problem); got {spec!r}"
+    )
+
+
+def check_model_arguments(
+    model: ModelFn, keywords: Mapping[str, Any], *, preferred: str | None = None
+) -> None:
+    """Raise when a keyword given to ``fit`` is not an argument of ``model``, before the data
+    are read; a method option passed as data is named as such (the methods that take it,
+    ``preferred``, the chosen one, first).
+
+    A model that takes ``**kwargs`` (or whose signature cannot be read) accepts anything.
+    """
+    try:
+        parameters = inspect.signature(model).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    unknown = [name for name in keywords if name not in accepted]
+    if not unknown:
+        return
+    name = unknown[0]
+    owners = sorted(
+        (
+            c.name
+            for c in get_registry().components("method")
+            if name in (option_names(c.factory) or ())
+        ),
+        key=lambda owner: owner != preferred,
+    )
+    if owners:
+        raise ValueError(
+            f"{name}={keywords[name]!r} is not an argument of the model; it is an option of "
+            f"{' and '.join(f'method {o!r}' for o in owners)}: pass it on the method, "
+            f"fit(..., method=blayers_core.method({owners[0]!r}, {name}={keywords[name]!r}))"
+        )
+    raise DataError(
+        f"{name}= is not an argument of the model {getattr(model, '__name__', model)!r} "
+        f"(its arguments: {', '.join(sorted(accepted)) or 'none'}); remove it or add it to the "
+        "model's signature"
+    )
+
+
+def _problem(model: ModelFn, split: SplitData, options: FitOptions) -> FitProblem:
+    """The fit as a method sees it, after the dry run checked every row (bad input raises)."""
+    checked = dry_run(model, split.rows, split.constants, seed=options.seed)
+    return FitProblem(
+        model=model,
+        data=split,
+        seed=options.seed,
+        num_samples=options.num_samples,
+        progress_bar=options.progress_bar,
+        observed_sites=checked.observed_sites,
+        deterministic_sites=checked.deterministic_sites,
+    )
+
+
+@attrs.frozen
+class _Wrap:
+    """Turns a method's outcome into the :class:`FitResult` of this fit."""
+
+    problem: FitProblem
+    method: ConfiguredMethod | InferenceMethod
+    encoder: DataEncoder | None
+    signature: DataSignature
+
+    def __call__(self, outcome: InferenceOutcome) -> FitResult:
+        name, record = _method_record(self.method)
+        return FitResult(
+            model=self.problem.model,
+            guide=outcome.guide,
+            params=outcome.params,
+            losses=outcome.losses,
+            posterior_samples=outcome.posterior_samples,
+            observed_sites=self.problem.observed_sites,
+            constants=self.problem.data.constants,
+            num_rows=self.problem.data.num_rows,
+            state=outcome.state,
+            steps_done=outcome.steps_done,
+            interrupted=outcome.interrupted,
+            method=name,
+            num_chains=outcome.num_chains,
+            markov_chains=outcome.markov_chains,
+            components={"method": record, **outcome.components},
+            extra=outcome.extra,
+            encoder=self.encoder,
+            data_signature=self.signature,
+        )
+
+
+def _method_record(chosen: ConfiguredMethod | InferenceMethod) -> tuple[str, dict[str, Any]]:
+    """The method's name on the result, and its record: name and options (an option that is
+    not a plain value is recorded by its type)."""
+    if not isinstance(chosen, ConfiguredMethod):
+        kind = type(chosen)
+        return kind.__name__, {"name": None, "type": f"{kind.__module__}.{kind.__qualname__}"}
+    config = {key: _plain(value) for key, value in chosen.config.items()}
+    return chosen.name, {"name": chosen.name, "config": config}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    kind = type(value)
+    return {"type": f"{kind.__module__}.{kind.__qualname__}"}
 
 
 def _merge_data(data: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:

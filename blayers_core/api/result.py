@@ -50,12 +50,16 @@ class FitResult:
         state: the final ``SVIState`` (to continue training).
         steps_done: optimisation steps taken.
         interrupted: training was stopped early by Ctrl-C.
-        method: ``"vi"`` or ``"nuts"``.
-        mcmc: the ``numpyro.infer.MCMC`` object of a NUTS fit (``None`` once loaded from a file).
-        num_chains: chains laid one after the other in ``posterior_samples`` (1 for VI).
-        components: how the loss, guide, optimizer (or sampler) were given to ``fit``:
-            ``{"guide": {"name": "auto_normal", "config": {}}, ...}``; a component given as an
-            object is recorded as ``{"name": None, "type": "module.Class"}``.
+        method: the inference method's registered name (``"svi"``, ``"nuts"``, ...).
+        num_chains: chains laid one after the other in ``posterior_samples`` (1 for SVI, SVGD).
+        markov_chains: the draws are Markov chains (NUTS, HMC): ``summary`` reports R-hat and
+            effective sample sizes.
+        components: how the method and its parts were given to ``fit``:
+            ``{"method": {"name": "svi", "config": {"batch_size": 64}}, "guide": {"name":
+            "auto_normal", "config": {}}, ...}``; a component given as an object is recorded as
+            ``{"name": None, "type": "module.Class"}``.
+        extra: what else the method reported, e.g. ``{"diverging": (chains, draws) bool}``
+            for NUTS (not saved).
         encoder: how the training DataFrame (or categorical Series) became arguments (``None``
             when fitted on arrays).
         data_signature: ``{argument: (trailing shape, dtype kind)}`` of the training rows;
@@ -74,10 +78,11 @@ class FitResult:
     state: Any = attrs.field(repr=False, default=None)
     steps_done: int = 0
     interrupted: bool = False
-    method: str = "vi"
-    mcmc: Any = attrs.field(repr=False, default=None)
+    method: str = "svi"
     num_chains: int = 1
+    markov_chains: bool = False
     components: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=False)
 
     def __repr__(self) -> str:
         return describe(self)
@@ -179,14 +184,15 @@ class FitResult:
         """Posterior mean, sd and central ``interval`` of every latent element, as a DataFrame.
 
         The index is the parameter (``beta/beta[3]``); columns ``mean``, ``sd``, the interval
-        bounds (``5%``, ``95%``) and, for NUTS, ``r_hat``, ``ess_bulk`` and ``ess_tail``.
+        bounds (``5%``, ``95%``) and, for Markov chains (NUTS, HMC), ``r_hat``, ``ess_bulk`` and
+        ``ess_tail``.
         ``sites`` restricts the table to those sites.
         """
         return summarize(
             self.posterior_samples,
             interval=interval,
             num_chains=self.num_chains,
-            diagnostics=self.method == "nuts",
+            diagnostics=self.markov_chains,
             sites=sites,
         )
 
@@ -227,12 +233,12 @@ def describe(result: FitResult) -> str:
         len(next(iter(result.posterior_samples.values()))) if result.posterior_samples else 0
     )
     head = f"FitResult(method={result.method!r}, rows={result.num_rows}"
-    if result.method == "vi":
+    if result.steps_done:
         head += f", steps={result.steps_done}"
         if len(result.losses):
             tail = np.asarray(result.losses[-min(100, len(result.losses)) :], dtype=float)
             head += f", final loss={float(np.mean(tail)):.4g}"
-    else:
+    if result.markov_chains:
         head += f", chains={result.num_chains}"
     head += f", draws={num_draws // max(result.num_chains, 1)}"
     if result.interrupted:

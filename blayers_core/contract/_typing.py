@@ -15,6 +15,13 @@ ModelFn: TypeAlias = Callable[..., Any]
 GuideFn: TypeAlias = Callable[..., Any]
 Params: TypeAlias = dict[str, Any]
 DataDict: TypeAlias = Mapping[str, Any]
-ComponentKind: TypeAlias = Literal["layer", "link", "loss", "guide", "optimizer"]
+ComponentKind: TypeAlias = Literal["layer", "link", "loss", "guide", "optimizer", "method"]
 
-COMPONENT_KINDS: tuple[ComponentKind, ...] = ("layer", "link", "loss", "guide", "optimizer")
+COMPONENT_KINDS: tuple[ComponentKind, ...] = (
+    "layer",
+    "link",
+    "loss",
+    "guide",
+    "optimizer",
+    "method",
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class ComponentNotFoundError(LookupError):
     """No registered component of that kind has that name."""
@@ -55,3 +57,18 @@ class DuplicateLayerError(ValueError):
     Raised when the second call starts, naming the layer and the inputs of both calls; give
     each call its own name.
     """
+
+
+#: Packages whose frames a warning skips, to point at the user's call.
+LIBRARY_PACKAGES = ("blayers_core", "blayers_plugins")
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a ``warnings.warn`` in the calling function point at the
+    first frame outside blayers (the user's ``fit(...)`` line), however deep the call ran."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and (
+        frame.f_globals.get("__name__", "").partition(".")[0] in LIBRARY_PACKAGES
+    ):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -73,6 +73,12 @@ def register_optimizers(register: Register) -> None:
     """Register optimizer factories: ``factory(learning_rate, **config)`` returns optax."""
 
 
+@hookspec
+def register_methods(register: Register) -> None:
+    """Register inference methods: ``factory(**config)`` returns a
+    :class:`~blayers_core.contract.protocols.InferenceMethod` (``.run(problem)``)."""
+
+
 #: Hook name for each component kind.
 HOOK_FOR_KIND = {
     "layer": "register_layers",
@@ -80,4 +86,5 @@ HOOK_FOR_KIND = {
     "loss": "register_losses",
     "guide": "register_guides",
     "optimizer": "register_optimizers",
+    "method": "register_methods",
 }

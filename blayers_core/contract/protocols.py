@@ -12,6 +12,7 @@ link          ``link(mu, y=None, **options)``                             the ob
 loss          ``loss.loss(rng_key, params, model, guide, *args, **kw)``   scalar loss to minimise
 guide         ``guide_factory(model, **config)``                          a NumPyro guide
 optimizer     ``optimizer_factory(learning_rate, **config)``              an ``optax`` transformation
+method        ``method.run(problem)``                                     an ``InferenceOutcome``
 ============  ==========================================================  ============================
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from blayers_core.contract._typing import Array, ArrayLike, GuideFn, ModelFn
+from blayers_core.contract.inference import FitProblem, InferenceOutcome
 
 
 @runtime_checkable
@@ -94,3 +96,17 @@ class OptimizerFactory(Protocol):
     """``factory(learning_rate, **config)`` returns an ``optax.GradientTransformation``."""
 
     def __call__(self, learning_rate: Any, **config: Any) -> Any: ...
+
+
+@runtime_checkable
+class InferenceMethod(Protocol):
+    """An inference method: ``fit(model, method=...)`` runs it.
+
+    ``method.run(problem)`` fits ``problem.model`` to ``problem.data`` (checked by ``fit``'s dry
+    run) and returns an :class:`~blayers_core.contract.inference.InferenceOutcome` holding
+    posterior draws of every latent site. A method holds only its configuration (sampler
+    settings, optimiser, number of steps); built by ``factory(**config)``, the factory's
+    keyword parameters are the method's options, which ``fit`` checks by name.
+    """
+
+    def run(self, problem: FitProblem) -> InferenceOutcome: ...

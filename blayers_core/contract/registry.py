@@ -466,7 +466,9 @@ class Registry:
         if not callable(factory):
             return PluginError(f"{kind} {name!r}: the factory {factory!r} is not callable")
         if inspect.isclass(factory):
-            needed = {"layer": "__call__", "link": "__call__", "loss": "loss"}.get(kind)
+            needed = {"layer": "__call__", "link": "__call__", "loss": "loss", "method": "run"}.get(
+                kind
+            )
             if needed is not None and not any(needed in vars(k) for k in inspect.getmro(factory)):
                 return PluginError(
                     f"{kind} {name!r}: class {factory.__qualname__} has no {needed}() method, "
@@ -607,6 +609,7 @@ def check_protocol(kind: ComponentKind, obj: Any, *, origin: str) -> None:
         "loss": ("loss",),
         "guide": ("__call__",),
         "optimizer": ("init", "update"),
+        "method": ("run",),
     }[kind]
     missing = [attr for attr in required if not callable(getattr(obj, attr, None))]
     if missing:

@@ -3,6 +3,14 @@
 A NumPyro effect handler that reweights observed rows (the runner's mask of padded rows, a
 minibatch loss scaling a batch up to the full data) multiplies the site's ``scale`` by a factor,
 exactly as ``numpyro.handlers.scale`` would, so that handlers compose by multiplication.
+
+In a training step of ``fit`` an observed row's weight is the product of such factors: ``N / B``
+from a subsampling plate or else from the minibatch loss (the loss leaves a site whose scale is
+already set alone), then the padding handler's ``S B / N`` when ``B`` does not divide ``N``
+(``S = ceil(N / B)`` steps per epoch). Every real row so weighs ``S`` per batch and
+one epoch's mean loss is the full-data loss. NumPyro runs ``process_message`` from the innermost
+handler out, so a handler that skips scaled sites must be inside those that scale
+unconditionally: the loss wraps the model, and the padding handler wraps the call to the loss.
 """
 
 from __future__ import annotations

@@ -124,6 +124,32 @@ def positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> 
         raise ValueError(f"{attribute.name} must be a positive int, got {value!r}")
 
 
+def positive_int_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """``None`` or an integer >= 1."""
+    if value is not None and (
+        isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < 1
+    ):
+        raise ValueError(f"{attribute.name} must be a positive int or None, got {value!r}")
+
+
+def non_negative_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An integer >= 0 (Python or NumPy; ``bool`` is refused)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{attribute.name} must be a non-negative int, got {value!r}")
+
+
+def plain_int(value: Any) -> Any:
+    """attrs converter: a NumPy integer as a Python int (so it can be written to JSON)."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
+def probability(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A number strictly between 0 and 1."""
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    if not is_number or not 0 < value < 1:
+        raise ValueError(f"{attribute.name} must be a probability in (0, 1), got {value!r}")
+
+
 def _positive_finite(value: Any) -> bool:
     is_number = isinstance(value, numbers.Real) or (
         hasattr(value, "dtype") and np.ndim(value) == 0 and np.issubdtype(value.dtype, np.number)

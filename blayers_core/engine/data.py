@@ -27,11 +27,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-import attrs
 import jax
 import numpy as np
 
 from blayers_core.contract.errors import DataError
+from blayers_core.contract.inference import SplitData
 
 
 def is_array(value: Any) -> bool:
@@ -61,15 +61,6 @@ def row_count(rows: Mapping[str, Any]) -> int:
 #: ``{argument: (trailing shape, dtype kind)}`` of the training rows: the shape after the row axis
 #: and NumPy's one-letter kind (``"f"`` float, ``"i"``/``"u"`` integer, ``"b"`` bool).
 DataSignature: TypeAlias = dict[str, tuple[tuple[int, ...], str]]
-
-
-@attrs.frozen
-class SplitData:
-    """Row data (leading dimension ``num_rows``) and constants, each by argument name."""
-
-    rows: dict[str, Any]
-    constants: dict[str, Any]
-    num_rows: int
 
 
 def split_rows_and_constants(data: Mapping[str, Any], num_rows: int | None = None) -> SplitData:

@@ -1,37 +1,192 @@
-"""NUTS on the same model and data, with Stan's post-sampling warnings.
+"""NUTS and HMC on the same model and data, compiled once, with Stan's post-sampling warnings.
+
+:func:`sample_mcmc` runs any NumPyro HMC-family kernel (``NUTS``, ``HMC``) through a compiled
+:class:`~blayers_core.engine.mcmc_program.McmcProgram`, looked up by the model, the kernel's
+configuration (``kernel_key``), the numbers of iterations and chains, the layout of the data and
+the static constants. A second run with new data of the same shapes or a new seed compiles
+nothing, and repeated runs in one process keep memory flat. :func:`fit_nuts` is NUTS with the
+settings of ``fit(method="nuts")``.
 
 After sampling, :func:`check_diagnostics` warns, as Stan does, when any transition diverged, when a
 parameter's split R-hat exceeds 1.01, or when its bulk or tail effective sample size is below 100
 per chain. Bulk ESS is NumPyro's ESS of the draws; tail ESS is the smaller ESS of the indicators
 ``draw <= q05`` and ``draw >= q95`` (Vehtari et al. 2021).
 
-When NumPyro finds no initial point with a finite log density, the model is re-evaluated outside
-``jit`` at the prior median and the error names the site, the row and the value at fault
-(:func:`~blayers_core.engine.diagnose.no_valid_start_error`).
+When no chain starts at a point with a finite log density (and gradient), the model is
+re-evaluated outside ``jit`` at the prior median and the error names the site, the row and the
+value at fault (:func:`~blayers_core.engine.diagnose.no_valid_start_error`).
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 import jax
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer.mcmc import MCMCKernel
+from tqdm.auto import tqdm
 
-from blayers_core.contract._typing import ModelFn
-from blayers_core.engine.data import SplitData
+from blayers_core.contract._typing import Array, ModelFn
+from blayers_core.contract.errors import user_stacklevel
+from blayers_core.engine.data import split_constants
 from blayers_core.engine.diagnose import NUMPYRO_NO_VALID_START, no_valid_start_error
+from blayers_core.engine.mcmc_program import (
+    Carry,
+    McmcLayout,
+    McmcProgram,
+    chunk_size_for,
+    devices_for,
+    get_mcmc_program,
+)
+from blayers_core.engine.program_cache import data_signature, static_key
+
+if TYPE_CHECKING:
+    from blayers_core.contract.inference import SplitData
 
 #: Stan's thresholds.
 MAX_RHAT = 1.01
 MIN_ESS_PER_CHAIN = 100
 
+#: Builds a kernel on a model, e.g. ``functools.partial(NUTS, target_accept_prob=0.9)``.
+KernelFactory = Callable[[ModelFn], MCMCKernel]
+
 
 class SamplingWarning(UserWarning):
     """NUTS finished, but its draws should not be trusted as they are (divergences, R-hat, ESS)."""
+
+
+@attrs.frozen
+class McmcDraws:
+    """The kept draws of an MCMC run, chain by chain.
+
+    Attributes:
+        samples: ``{site: (num_chains, num_samples, ...)}``, every latent site (constrained) and
+            every deterministic site, as ``MCMC.get_samples(group_by_chain=True)`` gives them.
+        diverging: ``(num_chains, num_samples)`` bool, whether each kept transition diverged;
+            ``None`` when the kernel's state has no ``diverging`` field.
+        num_chains: the chains.
+    """
+
+    samples: dict[str, np.ndarray]
+    diverging: np.ndarray | None
+    num_chains: int
+
+    @property
+    def num_samples(self) -> int:
+        """Kept draws per chain."""
+        return int(next(iter(self.samples.values())).shape[1]) if self.samples else 0
+
+    def flat(self) -> dict[str, np.ndarray]:
+        """``{site: (num_chains * num_samples, ...)}``: the chains one after the other."""
+        return {k: v.reshape((-1, *v.shape[2:])) for k, v in self.samples.items()}
+
+
+def sample_mcmc(
+    model: ModelFn,
+    split: SplitData,
+    *,
+    kernel: KernelFactory,
+    kernel_key: Hashable,
+    num_warmup: int,
+    num_samples: int,
+    num_chains: int,
+    seed: int,
+    progress_bar: bool,
+) -> McmcDraws:
+    """Run ``num_chains`` chains of ``num_warmup`` warm-up and ``num_samples`` kept iterations.
+
+    Args:
+        model: the NumPyro model, called as ``model(**rows, **constants)``.
+        split: the data: row arrays and constants.
+        kernel: builds the kernel on ``model`` (called once per compiled program).
+        kernel_key: identifies ``kernel``'s configuration in the program cache: two factories
+            with equal keys must build the same kernel.
+        num_warmup: warm-up iterations per chain (adaptation; not kept).
+        num_samples: kept iterations per chain.
+        num_chains: chains, vectorised on one device or split across several.
+        seed: the run's random seed (chain keys as ``numpyro.infer.MCMC`` makes them).
+        progress_bar: show a tqdm bar (the run is then cut into chunks of iterations).
+
+    Returns:
+        The draws, ``(num_chains, num_samples, ...)`` per site.
+
+    Raises:
+        NonFiniteDensityError: a chain's initial point has no finite log density (or gradient);
+            names the site and row.
+    """
+    array_constants, static = split_constants(split.constants)
+    arrays = {**split.rows, **array_constants}
+    layout = McmcLayout(
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chunk_size=chunk_size_for(num_warmup + num_samples, progress_bar),
+        num_devices=devices_for(num_chains),
+    )
+    key = ("mcmc", model, kernel_key, layout, data_signature(arrays), static_key(static))
+    program = get_mcmc_program(key, lambda: McmcProgram(kernel(model), layout, static))
+    device_arrays = program.put(arrays)
+    carry, valid = program.init(jax.random.PRNGKey(seed), device_arrays)
+    if not valid.all():
+        _raise_no_valid_start(program, model, split, valid)
+    _, buffers = _run_chunks(program, carry, device_arrays, progress_bar)
+    return _draws(buffers, num_chains)
+
+
+def _run_chunks(
+    program: McmcProgram, carry: Carry, arrays: Mapping[str, Array], progress_bar: bool
+) -> Carry:
+    """Every chunk of iterations, advancing the bar after each."""
+    layout = program.layout
+    with tqdm(total=layout.num_iterations, disable=not progress_bar, unit="it", leave=False) as bar:
+        for chunk in range(layout.num_chunks):
+            first = chunk * layout.chunk_size
+            bar.set_description("warmup" if first < layout.num_warmup else "sample")
+            carry = program.run_chunk(carry, first, arrays)
+            if progress_bar:
+                _wait(carry)
+            bar.update(min(layout.chunk_size, layout.num_iterations - first))
+    return carry
+
+
+def _wait(tree: Any) -> None:
+    """Block until every array of ``tree`` is computed (so the bar shows real progress)."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        leaf.block_until_ready()
+
+
+def _draws(buffers: Mapping[str, Any], num_chains: int) -> McmcDraws:
+    """The buffers of a finished run, on the host."""
+    samples = {k: np.asarray(v) for k, v in buffers["samples"].items()}
+    diverging = buffers.get("diverging")
+    return McmcDraws(
+        samples=samples,
+        diverging=None if diverging is None else np.asarray(diverging, dtype=bool),
+        num_chains=num_chains,
+    )
+
+
+def _raise_no_valid_start(
+    program: McmcProgram, model: ModelFn, split: SplitData, valid: np.ndarray
+) -> NoReturn:
+    """Raise the error of a run where the chains ``~valid`` found no finite starting point, with
+    NumPyro's message as its cause."""
+    bad = [int(c) for c in np.flatnonzero(~valid)]
+    error = RuntimeError(
+        f"{NUMPYRO_NO_VALID_START}. Please check your model again (chains {bad} of {len(valid)})."
+    )
+    raise no_valid_start_error(
+        type(program.kernel).__name__,
+        model,
+        {**split.rows, **split.constants},
+        num_rows=split.num_rows,
+        row_ids=np.arange(split.num_rows),
+        error=error,
+    ) from error
 
 
 def tail_ess(draws: np.ndarray) -> float:
@@ -58,18 +213,19 @@ def diagnostics(samples: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarra
     return table
 
 
-def check_diagnostics(mcmc: MCMC, num_chains: int) -> list[str]:
+def check_diagnostics(draws: McmcDraws) -> list[str]:
     """Warn (and return the messages) about divergences, R-hat and low ESS."""
     messages = []
-    divergences = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
+    divergences = 0 if draws.diverging is None else int(np.sum(draws.diverging))
     if divergences:
         messages.append(
             f"{divergences} divergent transitions after warm-up: the posterior has regions NUTS "
             "cannot explore (e.g. a funnel); reparameterise (non-centre the hierarchical scales "
             "with blayers_plugins.reparam.autoreparam) or raise target_accept_prob"
         )
+    num_chains = draws.num_chains
     min_ess = MIN_ESS_PER_CHAIN * num_chains
-    for name, stats in diagnostics(mcmc.get_samples(group_by_chain=True)).items():
+    for name, stats in diagnostics(draws.samples).items():
         if num_chains > 1 and np.nanmax(stats["r_hat"], initial=0.0) > MAX_RHAT:
             messages.append(
                 f"{name}: R-hat {np.nanmax(stats['r_hat']):.3f} > {MAX_RHAT}; the chains have not "
@@ -83,74 +239,5 @@ def check_diagnostics(mcmc: MCMC, num_chains: int) -> list[str]:
                     f"chain); the {kind} estimates are unreliable: run more draws"
                 )
     for message in messages:
-        warnings.warn(message, SamplingWarning, stacklevel=3)
+        warnings.warn(message, SamplingWarning, stacklevel=user_stacklevel())
     return messages
-
-
-@attrs.frozen
-class NutsOutcome:
-    """What a NUTS run produced: the ``MCMC`` object, its draws (chains one after the other) and
-    how the sampler was configured."""
-
-    mcmc: Any
-    posterior_samples: dict[str, Any]
-    num_chains: int
-    components: dict[str, Any]
-
-
-def fit_nuts(
-    model: ModelFn,
-    split: SplitData,
-    *,
-    num_warmup: int,
-    num_samples: int,
-    num_chains: int,
-    seed: int,
-    progress_bar: bool,
-    target_accept_prob: float = 0.8,
-) -> NutsOutcome:
-    """Sample the posterior of ``model`` on all rows with NUTS; warn as Stan does.
-
-    The arguments are taken as valid (``fit`` checks them, see
-    :class:`~blayers_core.api.options.NUTSOptions`).
-
-    Raises:
-        NonFiniteDensityError: no initial point has a finite log density; names the site and row.
-    """
-    sampler_config = {
-        "num_warmup": num_warmup,
-        "num_samples": num_samples,
-        "num_chains": num_chains,
-        "target_accept_prob": target_accept_prob,
-        "seed": seed,
-    }
-    kernel = NUTS(model, target_accept_prob=target_accept_prob)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method="sequential" if jax.local_device_count() < num_chains else "parallel",
-        progress_bar=progress_bar,
-    )
-    arguments = {**split.rows, **split.constants}
-    try:
-        mcmc.run(jax.random.PRNGKey(seed), **arguments, extra_fields=("diverging",))
-    except RuntimeError as error:
-        if NUMPYRO_NO_VALID_START not in str(error):
-            raise
-        raise no_valid_start_error(
-            "NUTS",
-            model,
-            arguments,
-            num_rows=split.num_rows,
-            row_ids=np.arange(split.num_rows),
-            error=error,
-        ) from error
-    check_diagnostics(mcmc, num_chains)
-    return NutsOutcome(
-        mcmc=mcmc,
-        posterior_samples=mcmc.get_samples(),
-        num_chains=num_chains,
-        components={"sampler": {"name": "nuts", "config": sampler_config}},
-    )

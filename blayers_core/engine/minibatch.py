@@ -1,4 +1,4 @@
-"""Which rows make up each minibatch, and how padded rows are kept out of the loss.
+r"""Which rows make up each minibatch, and how padded rows are kept out of the loss.
 
 Schedule
 --------
@@ -13,12 +13,39 @@ exactly once per epoch, batch composition changes from epoch to epoch, and each 
 ``O(B)`` work (no ``O(n)`` permutation on the device). Rows are shuffled once on the host before
 training so that the blocks themselves are random.
 
-Padding
--------
+Padding and weights
+-------------------
 A batch always has ``B`` slots, so the training step compiles once. Padding slots point at a real
-row (so every value is finite) and are masked out of every observed site by :class:`padded_rows`,
-which also rescales the real rows by ``B / n_real``: the batch counts as ``B`` rows, each real row
-weighing ``B / n_real``. A minibatch loss then multiplies by ``N / B`` as usual.
+row (so every value is finite) and are masked out of every observed site by :class:`padded_rows`.
+
+The minibatch loss multiplies every observed site by ``N / B`` (``N = n``, the loss's
+``num_obs``). When ``B`` divides ``N`` that is the whole story: an epoch is ``S = N / B`` batches
+of ``B`` real rows, every row weighs ``N / B = S`` in its batch, and the mean of the ``S`` batch
+losses is the full-data loss. When it does not, the ``S * B - N`` padding slots fall in one or
+more of the epoch's batches (the last one when not shuffled), and :class:`padded_rows` multiplies
+the real rows of *every* batch by the constant :attr:`BatchSchedule.row_weight`
+
+.. math::
+    w = \frac{S B}{N} \ge 1,
+
+so that with the loss's ``N / B`` each real row weighs exactly ``S`` and padding weighs ``0``.
+Every row appears once per epoch, so over an epoch of ``S`` steps, with the latent draw ``z``
+held fixed,
+
+.. math::
+    \frac{1}{S} \sum_{s=1}^{S} \Big[ S \sum_{i \in b_s} \log p(y_i \mid z)
+        + \log p(z) - \log q(z) \Big]
+    = \sum_{i=1}^{N} \log p(y_i \mid z) + \log p(z) - \log q(z),
+
+the full-data ELBO, for any batch size and any batch order: every row weighs one per epoch and
+a short batch is not weighted up. (Weighting a batch's ``r`` real rows by ``N / r`` instead gives
+the rows of a short batch ``B / r`` times the weight of the others.) ``w`` is the same for every
+batch, so a ragged schedule still compiles a single step.
+
+Handler order: the training step runs the loss inside ``padded_rows``, so its
+``process_message`` comes last, after the model's plates and the loss's ``N / B``, and multiplies
+whatever scale the site has by ``w``. A site scaled by its own subsampling plate
+(``numpyro.plate("data", N, subsample_size=B)``, which the loss leaves alone) ends at ``S`` too.
 """
 
 from __future__ import annotations
@@ -112,6 +139,16 @@ class BatchSchedule:
     @property
     def has_padding(self) -> bool:
         return self.num_slots != self.num_rows
+
+    @property
+    def row_weight(self) -> float:
+        """``w = S * B / n``: what :class:`padded_rows` multiplies every real row by.
+
+        With a minibatch loss's ``n / B`` a real row then weighs ``S`` (the steps per epoch) in
+        every batch, so the mean loss over an epoch is the full-data loss. ``1.0`` exactly when
+        there is no padding (``B`` divides ``n``).
+        """
+        return self.num_slots / self.num_rows
 
     @property
     def shuffles_blocks(self) -> bool:
@@ -210,7 +247,26 @@ def gather_blocks(array: Array, blocks: Array, block_size: int) -> Array:
 
 
 class padded_rows(Messenger):  # type: ignore[misc]
-    """Mask padding rows out of every observed site and reweight the real rows by ``B / n_real``.
+    r"""Mask padding rows out of every observed site and multiply the real rows by a weight.
+
+    For an observed site with rows ``i = 1..B`` and log density ``l_i``, the site's scale
+    becomes ``scale * weight`` and its masked log density ``m_i l_i`` (``m`` the row mask), so
+    it adds
+
+    .. math::
+        \text{scale} \cdot \text{weight} \sum_{i=1}^{B} m_i \, l_i .
+
+    ``weight`` defaults to ``B / n_real`` (``n_real = sum(m)``): the ``n_real`` real rows count as
+    a whole batch of ``B``, so under a loss's ``N / B`` the padded batch gives the same loss as its
+    real rows alone (each weighing ``N / n_real``). A training run passes
+    ``weight = BatchSchedule.row_weight = S * B / N`` instead, for every batch of a padded
+    schedule: each real row then weighs ``S`` and one epoch's mean loss is the full-data loss
+    (see the module docstring).
+
+    The handler multiplies whatever scale the site already has, so it composes with a loss (or a
+    subsampling plate) that set ``N / B``, provided it runs after them: wrap the call to the
+    loss (``with padded_rows(...): svi.update(...)``), not the model the loss scales, since a
+    minibatch loss leaves sites whose scale is already set alone.
 
     A site counts as having rows when the leading dimension of its batch shape is ``B``; other
     observed sites (e.g. a summed ``numpyro.factor``) cannot be masked row by row, so a padded
@@ -218,11 +274,16 @@ class padded_rows(Messenger):  # type: ignore[misc]
 
     Args:
         row_mask: ``(B,)`` bool, ``True`` for real rows.
+        weight: the factor on every real row's log density (a Python float, or a scalar array);
+            ``None`` for ``B / n_real``.
     """
 
-    def __init__(self, fn: Any = None, *, row_mask: Array) -> None:
+    def __init__(
+        self, fn: Any = None, *, row_mask: Array, weight: float | Array | None = None
+    ) -> None:
         self.row_mask = row_mask
         self.batch_size = int(row_mask.shape[0])
+        self.weight = weight
         super().__init__(fn)
 
     def process_message(self, msg: Any) -> None:
@@ -238,4 +299,7 @@ class padded_rows(Messenger):  # type: ignore[misc]
             )
         mask = self.row_mask.reshape((self.batch_size,) + (1,) * (len(batch_shape) - 1))
         msg["fn"] = msg["fn"].mask(mask)
-        multiply_scale(msg, self.batch_size / jnp.sum(self.row_mask))
+        weight = self.weight
+        if weight is None:
+            weight = self.batch_size / jnp.sum(self.row_mask)
+        multiply_scale(msg, weight)

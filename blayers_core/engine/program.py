@@ -8,6 +8,11 @@ keys, the first step and the total number of steps are arguments of the compiled
 constants baked into them, so a new seed, new data of the same shapes or another ``num_steps``
 reuse the same executables.
 
+When the batch size ``B`` does not divide the ``N`` rows, every step of a :class:`TrainingProgram`
+runs the loss inside :class:`~blayers_core.engine.minibatch.padded_rows`: padding slots weigh
+``0`` and real rows ``S B / N`` on top of the loss's ``N / B``, i.e. ``S`` (the steps per epoch),
+so the mean loss over an epoch is the full-data loss. Otherwise the step is the plain SVI update.
+
 :func:`get_program` looks programs up in a small process-wide
 :class:`~blayers_core.engine.program_cache.ProgramCache` by a key that describes everything the
 compiled code depends on.
@@ -86,7 +91,9 @@ class TrainingProgram:
         arguments = {**batch, **constants, **self.static_constants}
         if mask is None:
             return self.svi.update(state, **arguments)  # type: ignore[no-any-return]
-        with padded_rows(row_mask=mask):
+        # Outside the loss, so the mask and the weight S * B / N come after the loss's N / B:
+        # every real row weighs S in every batch, and an epoch's mean loss is the full-data loss.
+        with padded_rows(row_mask=mask, weight=self.schedule.row_weight):
             return self.svi.update(state, **arguments)  # type: ignore[no-any-return]
 
     def _chunk(

@@ -33,8 +33,9 @@ from numpyro.infer.svi import SVIRunResult, SVIState
 from tqdm.auto import tqdm
 
 from blayers_core.contract._typing import Array
+from blayers_core.contract.inference import SplitData
 from blayers_core.engine.checkpoint import Checkpointer
-from blayers_core.engine.data import SplitData, split_constants, split_rows_and_constants
+from blayers_core.engine.data import split_constants, split_rows_and_constants
 from blayers_core.engine.diagnose import (
     NUMPYRO_NO_VALID_START,
     NonFiniteDensityError,

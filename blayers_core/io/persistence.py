@@ -138,6 +138,7 @@ def save(result: FitResult, path: str | os.PathLike[str]) -> Path:
         "observed_sites": list(result.observed_sites),
         "num_rows": int(result.num_rows),
         "num_chains": int(result.num_chains),
+        "markov_chains": bool(result.markov_chains),
         "steps_done": int(result.steps_done),
         "interrupted": bool(result.interrupted),
         "model": model_reference(result.model),
@@ -193,7 +194,7 @@ def _check_components(path: Path, components: dict[str, Any], model: ModelFn) ->
     """Look every named component up in the registry; rebuild a named guide."""
     registry = get_registry()
     guide = None
-    for kind in ("loss", "guide", "optimizer"):
+    for kind in ("method", "loss", "guide", "optimizer"):
         name = (components.get(kind) or {}).get("name")
         if name is None:
             continue
@@ -388,6 +389,8 @@ def read_result(
         interrupted=bool(meta["interrupted"]),
         method=str(meta["method"]),
         num_chains=int(meta["num_chains"]),
+        # Files from before methods were components: only NUTS drew Markov chains.
+        markov_chains=bool(meta.get("markov_chains", meta["method"] == "nuts")),
         components=components,
         encoder=encoder,
         data_signature=signature,

@@ -1,4 +1,5 @@
-r"""The conformance kit: checks that a layer, link, loss, guide or optimizer keeps its contract.
+r"""The conformance kit: checks that a layer, link, loss, guide, optimizer or inference method
+keeps its contract.
 
 In the spirit of scikit-learn's ``check_estimator``: each check is a small function, named after
 what it checks, that *calls* the component on a few rows of example data under a fixed PRNG key
@@ -77,6 +78,14 @@ Optimizers (built as ``factory(0.05)``): ``check_optimizer_builds_a_gradient_tra
 ``check_optimizer_updates_a_pytree``, ``check_optimizer_decreases_a_quadratic`` (20 jitted
 steps on ``sum(p**2)`` lower it by 10%) and ``check_optimizer_has_a_docstring``.
 
+Inference methods (built as ``factory(**config)``, run through :func:`~blayers_core.fit`):
+``check_method_satisfies_the_protocol`` (``run(problem)``), ``check_method_has_a_docstring``,
+``check_method_rejects_bad_config``, ``check_method_draws_every_latent_site`` (fits: finite
+draws of both sites of the tiny model, the positive one positive),
+``check_method_is_deterministic`` (fits) and ``check_method_recovers_a_conjugate_posterior``
+(fits: on ``mu ~ N(0, 1)``, ``y_i ~ N(mu, 1)``, 20 rows, the draws' mean within half a
+posterior sd of the closed form and their sd within a factor 2; ``predict`` works).
+
 ``quick=True`` (``blayers doctor --quick``) leaves out the checks marked "fits".
 
 Documentation rule
@@ -143,6 +152,7 @@ from blayers_core.testing._runner import (
     check_layer,
     check_link,
     check_loss,
+    check_method,
     check_optimizer,
     run_checks,
 )
@@ -157,6 +167,7 @@ __all__ = [
     "check_layer",
     "check_link",
     "check_loss",
+    "check_method",
     "check_optimizer",
     "check_plugin",
     "checks_for",

@@ -57,7 +57,7 @@ class Candidate:
     """One component to check: its kind, its factory and the configuration to build it with.
 
     Args:
-        kind: ``"layer"``, ``"link"``, ``"loss"``, ``"guide"`` or ``"optimizer"``.
+        kind: ``"layer"``, ``"link"``, ``"loss"``, ``"guide"``, ``"optimizer"`` or ``"method"``.
         factory: what builds the component: ``factory(**config)`` for a layer, link or loss,
             ``factory(model, **config)`` for a guide, ``factory(learning_rate, **config)`` for an
             optimizer.

@@ -7,6 +7,7 @@ from blayers_core.testing import _guide_checks as guide
 from blayers_core.testing import _layer_checks as layer
 from blayers_core.testing import _link_checks as link
 from blayers_core.testing import _loss_checks as loss
+from blayers_core.testing import _method_checks as method
 from blayers_core.testing import _optimizer_checks as optimizer
 from blayers_core.testing._build_check import check_component_builds
 from blayers_core.testing._harness import Check
@@ -62,6 +63,15 @@ CHECKS: dict[ComponentKind, tuple[Check, ...]] = {
         Check(optimizer.check_optimizer_updates_a_pytree, "optimizer"),
         Check(optimizer.check_optimizer_decreases_a_quadratic, "optimizer"),
         Check(optimizer.check_optimizer_has_a_docstring, "optimizer"),
+    ),
+    "method": (
+        Check(check_component_builds, "method"),
+        Check(method.check_method_satisfies_the_protocol, "method"),
+        Check(method.check_method_has_a_docstring, "method"),
+        Check(method.check_method_rejects_bad_config, "method"),
+        Check(method.check_method_draws_every_latent_site, "method", fits=True),
+        Check(method.check_method_is_deterministic, "method", fits=True),
+        Check(method.check_method_recovers_a_conjugate_posterior, "method", fits=True),
     ),
 }
 

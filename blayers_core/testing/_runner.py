@@ -129,3 +129,12 @@ def check_optimizer(factory: Callable[..., Any], /, **config: Any) -> list[Check
     """Check the optax transformation ``factory(learning_rate, **config)`` builds; raise
     ``AssertionError`` on any failure."""
     return _check("optimizer", factory, config, quick=False)
+
+
+def check_method(
+    factory: Callable[..., Any], /, *, quick: bool = False, **config: Any
+) -> list[CheckResult]:
+    """Check the inference method ``factory(**config)`` builds; raise ``AssertionError`` on any
+    failure. The fits run it through :func:`blayers_core.fit` on small models (give an
+    ``example_config`` that makes them short and accurate enough)."""
+    return _check("method", factory, config, quick=quick)

@@ -1,4 +1,5 @@
-"""blayers' first-party plugin: the built-in layers, links, losses, guides and optimizers.
+"""blayers' first-party plugin: the built-in layers, links, losses, guides, optimizers and
+inference methods.
 
 It is registered through the ``blayers.plugins`` entry point exactly as a third-party plugin is;
 blayers_core never imports it. The classes are importable for class-based use::
@@ -24,6 +25,7 @@ from blayers_plugins.layers import (
 from blayers_plugins.links import *  # noqa: F403 - every first-party link class
 from blayers_plugins.links import LINKS, GaussianLink, gaussian_link_exp
 from blayers_plugins.losses import LOSSES, Batched_Trace_ELBO
+from blayers_plugins.methods import HMC, METHODS, NUTS, SVGD, SVI
 from blayers_plugins.optimizers import OPTIMIZERS
 from blayers_plugins.reparam import autoreparam, autoreshape
 
@@ -64,12 +66,21 @@ def register_optimizers(register: Register) -> None:
     _register_all(register, OPTIMIZERS)
 
 
+@hookimpl
+def register_methods(register: Register) -> None:
+    _register_all(register, METHODS)
+
+
 __all__ = [
     "autoreparam",
     "autoreshape",
     "AdaptiveLayer",
     "Batched_Trace_ELBO",
     "FMLayer",
+    "HMC",
+    "NUTS",
+    "SVGD",
+    "SVI",
     "FixedPriorLayer",
     "GaussianLink",
     "LowRankInteractionLayer",

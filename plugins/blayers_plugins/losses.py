@@ -8,10 +8,23 @@ For a minibatch :math:`b` of :math:`B` rows out of :math:`N`, latent :math:`z \s
     \widehat{\text{ELBO}}_b = \frac{N}{B} \sum_{i \in b} \log p(y_i \mid z)
         + \log p(z) - \log q(z)
 
-so the observed log-likelihood is scaled up to the full data set and the KL term is not; averaged
-over an epoch of equal batches it is exactly the full-data ELBO. ``B`` is read per observed site
-(the leading dimension of its batch shape). A site whose scale was already set, e.g. by
-``numpyro.plate(..., subsample_size=...)``, is left as it is, so the loss composes with plates.
+so the observed log-likelihood is scaled up to the full data set and the KL term is not. ``B`` is
+read per observed site (the leading dimension of its batch shape). Over an epoch of :math:`S = N/B`
+equal batches, each row once and :math:`z` held fixed, the mean of
+:math:`\widehat{\text{ELBO}}_b` is exactly the full-data ELBO.
+
+When ``B`` does not divide ``N``, ``fit`` pads the batches to ``B`` slots and runs this loss
+inside :class:`blayers_core.padded_rows`, which masks the padding and multiplies the real rows by
+:math:`SB/N`, :math:`S = \lceil N/B \rceil`. Each real row then weighs :math:`S` in every batch,
+
+.. math::
+    \frac{1}{S}\sum_{s=1}^{S} \widehat{\text{ELBO}}_{b_s}
+        = \sum_{i=1}^{N} \log p(y_i \mid z) + \log p(z) - \log q(z),
+
+for any batch size, shuffled or not. ``padded_rows`` must run after this loss's scaling (it wraps
+the loss call, as in ``fit``): a site whose scale was already set, e.g. by
+``numpyro.plate(..., subsample_size=...)``, is left as it is here, so the loss composes with
+plates (a plate of ``N`` rows subsampled to ``B`` sets :math:`N/B` itself).
 """
 
 from __future__ import annotations

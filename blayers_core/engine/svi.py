@@ -1,0 +1,285 @@
+"""Stochastic variational inference, the engine behind the first-party ``svi`` method.
+
+The loss, guide and optimizer are resolved by name (or taken as objects), a per-row latent under
+minibatches is refused, and the cached :class:`~blayers_core.engine.program.TrainingProgram` for
+this model, these components and this data layout runs the steps
+(:func:`~blayers_core.engine.runner.train`), with checkpoints when asked. The outcome holds the
+final parameters, the loss history and draws from the fitted guide.
+
+The generative model is the user's; with latents ``z`` and the guide ``q_phi(z)``, each step
+takes one optimiser step on ``phi`` against a minibatch estimate of the negative ELBO,
+``-E_q[log p(y, z) - log q_phi(z)]`` (see the loss for how a batch is scaled to the data).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import attrs
+import jax
+import numpy as np
+from numpyro.infer import SVI
+
+from blayers_core.contract._typing import Array, ModelFn
+from blayers_core.contract.errors import user_stacklevel
+from blayers_core.contract.inference import FitProblem, InferenceOutcome, SplitData
+from blayers_core.engine.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    data_fingerprint,
+    model_sites,
+    state_entries,
+)
+from blayers_core.engine.components import (
+    component_key,
+    component_record,
+    learning_rate_config,
+    learning_rate_key,
+    resolve_guide,
+    resolve_loss,
+    resolve_optimizer,
+)
+from blayers_core.engine.dry_run import dry_run
+from blayers_core.engine.minibatch import BatchSchedule
+from blayers_core.engine.program import TrainingProgram
+from blayers_core.engine.runner import (
+    DEFAULT_CHUNK_SIZE,
+    NonFiniteLossError,
+    PreparedData,
+    initial_state,
+    prepare_data,
+    program_for,
+    resolve_num_steps,
+    train,
+)
+
+#: Steps when neither ``num_steps`` nor ``num_epochs`` is given.
+DEFAULT_NUM_STEPS = 2000
+#: Posterior draws from the fitted guide when ``fit`` is not given ``num_samples``.
+DEFAULT_NUM_SAMPLES = 1000
+
+
+@attrs.frozen(kw_only=True)
+class SVISettings:
+    """The options of one SVI run, taken as valid (the ``svi`` method validates them).
+
+    ``learning_rate`` configures a named optimizer; ``num_steps`` and ``num_epochs`` are
+    exclusive (neither: :data:`DEFAULT_NUM_STEPS`).
+    """
+
+    loss: Any = "batched_elbo"
+    guide: Any = "auto_diagonal_normal"
+    optimizer: Any = "adam"
+    learning_rate: Any = 1e-2
+    batch_size: int | None = None
+    num_steps: int | None = None
+    num_epochs: int | None = None
+    shuffle: bool = True
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    checkpoint_dir: str | os.PathLike[str] | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Steps to run: ``num_steps``, ``num_epochs`` epochs, or :data:`DEFAULT_NUM_STEPS`."""
+        if self.num_steps is None and self.num_epochs is None:
+            return DEFAULT_NUM_STEPS
+        return resolve_num_steps(self.num_steps, self.num_epochs, steps_per_epoch)
+
+
+def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
+    """Train ``problem.model``'s guide, then draw ``problem.num_samples`` posterior draws.
+
+    Raises:
+        NonFiniteLossError: a loss or gradient turned non-finite; its ``.result`` holds the
+            outcome at the last finite state (``fit`` turns it into a ``FitResult``).
+        NonFiniteDensityError: the initialisation found no point with a finite log density.
+        ValueError: a per-row latent site while training on minibatches.
+    """
+    vi, data, model, seed = settings, problem.data, problem.model, problem.seed
+    n = data.num_rows
+    schedule = BatchSchedule(num_rows=n, batch_size=vi.batch_size or n, shuffle=vi.shuffle)
+    total = vi.total_steps(schedule.steps_per_epoch)
+    chunk = min(vi.chunk_size, total)
+    minibatched = vi.batch_size is not None and vi.batch_size < n
+    loss = resolve_loss(vi.loss, num_rows=n, minibatched=minibatched)
+    optimizer = resolve_optimizer(vi.optimizer, vi.learning_rate)
+    guide = resolve_guide(vi.guide, model)
+    if minibatched:  # a per-row latent would be shared between the rows of a batch: refuse it
+        dry_run(model, data.rows, data.constants, seed=seed, batch_size=vi.batch_size)
+
+    sample_key, init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+    prepared = prepare_data(data, schedule, seed)
+    svi_key = (
+        ("model", id(model)),
+        component_key("loss", vi.loss, getattr(loss, "num_obs", None)),
+        component_key("guide", vi.guide),
+        component_key("optimizer", vi.optimizer, learning_rate_key(vi.learning_rate)),
+    )
+    program = program_for(
+        svi_key, lambda: SVI(model, guide, optimizer, loss), prepared, schedule, chunk
+    )
+    state = initial_state(
+        program,
+        prepared,
+        init_key,
+        shuffle_key,
+        # NumPyro keeps deterministic values on the guide where jit cannot restore them.
+        eager=bool(problem.deterministic_sites),
+    )
+    finish = _Finisher(program, prepared, vi, problem.draws(DEFAULT_NUM_SAMPLES))
+
+    checkpointer, first_step, losses = None, 0, None
+    if vi.checkpoint_dir is not None:
+        record = _checkpoint_record(model, prepared, schedule, vi, state)
+        checkpointer = _checkpointer(vi.checkpoint_dir, data, schedule, seed, total, chunk, record)
+        if vi.resume:
+            state, first_step, losses = _resume(checkpointer, state)
+    try:
+        outcome = train(
+            program,
+            prepared,
+            state=state,
+            shuffle_key=shuffle_key,
+            num_steps=total,
+            first_step=first_step,
+            losses=losses,
+            progress_bar=problem.progress_bar,
+            checkpointer=checkpointer,
+            checkpoint_every=_whole_chunks(vi.checkpoint_every, chunk),
+        )
+    except NonFiniteLossError as error:
+        error.result = finish(error.state, error.losses, error.step, False, sample_key)
+        raise
+    if outcome.interrupted:
+        _warn_interrupted(outcome.steps_done, total, vi.checkpoint_dir)
+    return finish(
+        outcome.state, outcome.losses, outcome.steps_done, outcome.interrupted, sample_key
+    )
+
+
+def _whole_chunks(every: int | None, chunk: int) -> int | None:
+    """Steps between checkpoints, rounded up to whole chunks."""
+    return None if every is None else -(-every // chunk) * chunk
+
+
+def _checkpointer(
+    directory: str | os.PathLike[str],
+    data: SplitData,
+    schedule: BatchSchedule,
+    seed: int,
+    total: int,
+    chunk: int,
+    record: dict[str, Any],
+) -> Checkpointer:
+    """The run's checkpointer, with what must match on resume: the run's settings and data, then
+    ``record`` (:func:`_checkpoint_record`)."""
+    meta = {
+        "seed": int(seed),
+        "num_rows": data.num_rows,
+        "batch_size": schedule.batch_size,
+        "shuffle": bool(schedule.shuffle),
+        "num_steps": total,
+        "chunk_size": chunk,
+        "data": data_fingerprint(data.rows),
+        **record,
+    }
+    return Checkpointer(directory, meta)
+
+
+def _checkpoint_record(
+    model: ModelFn, prepared: PreparedData, schedule: BatchSchedule, vi: SVISettings, state: Any
+) -> dict[str, Any]:
+    """What the state belongs to: the components, the model's latent sites (traced abstractly on
+    one batch) and the path, shape and dtype of every leaf of the fresh state."""
+    batch = {k: v[: schedule.batch_size] for k, v in prepared.rows.items()}
+    arrays = {**batch, **prepared.array_constants}
+    return {
+        "components": _component_records(vi),
+        "sites": model_sites(model, arrays, prepared.static_constants),
+        "state": state_entries(state),
+    }
+
+
+def _component_records(vi: SVISettings) -> dict[str, Any]:
+    """How the loss, guide and optimizer were given (name and config, or the object's type)."""
+    return {
+        "loss": component_record(vi.loss),
+        "guide": component_record(vi.guide),
+        "optimizer": component_record(vi.optimizer, learning_rate_config(vi.learning_rate)),
+    }
+
+
+def _resume(checkpointer: Checkpointer, fresh_state: Any) -> tuple[Any, int, np.ndarray | None]:
+    """The newest valid checkpoint's state, step and losses, or the fresh state at step 0."""
+    checkpoint = checkpointer.load_latest()
+    if checkpoint is None:
+        return fresh_state, 0, None
+    leaves, treedef = jax.tree_util.tree_flatten(fresh_state)
+    shapes = [(tuple(np.shape(a)), np.asarray(a).dtype) for a in leaves]
+    saved = [(tuple(a.shape), a.dtype) for a in checkpoint.leaves]
+    if shapes != saved:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} does not fit this model and guide (parameter shapes "
+            "differ); use another checkpoint_dir or resume=False"
+        )
+    restored = jax.tree_util.tree_unflatten(
+        treedef, [jax.numpy.asarray(a) for a in checkpoint.leaves]
+    )
+    return restored, checkpoint.step, checkpoint.losses
+
+
+def _warn_interrupted(steps_done: int, total: int, checkpoint_dir: Any) -> None:
+    how = (
+        "run the same fit(...) call with resume=True to continue"
+        if checkpoint_dir is not None
+        else "pass checkpoint_dir= (and resume=True next time) to be able to continue"
+    )
+    warnings.warn(
+        f"training interrupted after {steps_done} of {total} steps; the result holds "
+        f"the parameters reached so far; {how}",
+        RuntimeWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
+class _Finisher:
+    """Builds the outcome from a training state: parameters, losses and posterior draws."""
+
+    def __init__(
+        self,
+        program: TrainingProgram,
+        prepared: PreparedData,
+        settings: SVISettings,
+        num_samples: int,
+    ) -> None:
+        self.program, self.prepared = program, prepared
+        self.settings, self.num_samples = settings, num_samples
+
+    def __call__(
+        self,
+        state: Any,
+        losses: np.ndarray,
+        steps_done: int,
+        interrupted: bool,
+        sample_key: Array,
+    ) -> InferenceOutcome:
+        svi = self.program.svi
+        params = svi.get_params(state)
+        batch = self.program.schedule.batch_size
+        first_rows = {k: v[:batch] for k, v in self.prepared.rows.items()}
+        posterior = self.program.draw_posterior(
+            sample_key, params, self.num_samples, first_rows, self.prepared.array_constants
+        )
+        return InferenceOutcome(
+            posterior_samples=posterior,
+            guide=svi.guide,
+            params=params,
+            losses=np.asarray(losses),
+            state=state,
+            steps_done=steps_done,
+            interrupted=interrupted,
+            components=_component_records(self.settings),
+        )
