@@ -113,6 +113,22 @@ def evaluate_in_chunks(
         yield ChunkOutput(start, num_valid, value, program)
 
 
+def cached_program(
+    what: Hashable, rows: Mapping[str, Any], constants: Mapping[str, Any], *, chunk_rows: int
+) -> Any | None:
+    """The program :func:`evaluate_in_chunks` would run for these arguments, if it has one in the
+    cache already (``None`` otherwise); runs and builds nothing."""
+    size = min(chunk_rows, row_count(rows))
+    array_constants, static = split_constants(constants)
+    chunk = (
+        dict(rows)
+        if size == row_count(rows)
+        else {k: np.asarray(v)[:size] for k, v in rows.items()}
+    )
+    arrays = {**chunk, **array_constants}
+    return _PROGRAMS.find((what, data_signature(arrays), static_key(static)))
+
+
 def keep_rows(value: Any, row_axes: Any, num_rows: int) -> Any:
     """The first ``num_rows`` rows (along each output's row axis) of the outputs, in NumPy."""
 

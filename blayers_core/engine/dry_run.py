@@ -11,7 +11,8 @@ observed and which are deterministic.
 When training will use minibatches (``batch_size`` given), the model is also traced abstractly on
 one batch of rows, and a latent site whose shape follows the number of rows (a per-row latent,
 which minibatches would silently share between rows) raises before training
-(:mod:`~blayers_core.engine.local_latents`).
+(:mod:`~blayers_core.engine.local_latents`). :func:`check_minibatch_latents` does that check alone
+after ``fit``'s dry run, from what that run's program recorded, without running it again.
 
 The chunks, and the cache that keeps the program for the process (keyed by model, data layout,
 constants and trace settings; it is also in JAX's persistent cache), are those of
@@ -30,7 +31,7 @@ from numpyro import handlers
 
 from blayers_core.contract._typing import Array, ModelFn
 from blayers_core.contract.checks import CheckCollector, collecting_checks
-from blayers_core.engine.chunks import evaluate_in_chunks
+from blayers_core.engine.chunks import cached_program, evaluate_in_chunks
 from blayers_core.engine.compile_once import jit_once
 from blayers_core.engine.data import row_count, split_constants
 from blayers_core.engine.local_latents import (
@@ -153,6 +154,33 @@ def dry_run(
     if batch_size is not None and batch_size < num_rows:
         _check_batches(compiled, model, rows, constants, key, min(chunk_rows, num_rows), batch_size)
     return compiled.traced[-1]
+
+
+def check_minibatch_latents(
+    model: ModelFn,
+    rows: Mapping[str, Any],
+    constants: Mapping[str, Any],
+    *,
+    batch_size: int,
+    seed: int = 0,
+    chunk_rows: int = DRY_RUN_CHUNK_ROWS,
+) -> None:
+    """``dry_run(..., batch_size=batch_size)``'s per-row latent check, reusing the latent shapes
+    the dry run of these arguments recorded (``fit`` has just run it) instead of running the
+    model over every row again; without such a dry run in the cache, the whole dry run.
+
+    Raises:
+        ValueError: a per-row latent (see
+            :func:`~blayers_core.engine.local_latents.check_no_local_latents`).
+    """
+    num_rows = row_count(rows)
+    compiled = cached_program(("dry_run", model), rows, constants, chunk_rows=chunk_rows)
+    if not isinstance(compiled, _CompiledDryRun) or not compiled.traced:
+        dry_run(model, rows, constants, seed=seed, chunk_rows=chunk_rows, batch_size=batch_size)
+        return
+    if batch_size < num_rows:
+        key = jax.random.PRNGKey(seed)
+        _check_batches(compiled, model, rows, constants, key, min(chunk_rows, num_rows), batch_size)
 
 
 def _check_batches(

@@ -8,6 +8,10 @@ values) and on the SVI object (``constrain_fn``); under ``jit`` those would be t
 returned from the compiled program as concrete arrays and put back in place. If anything of that
 cannot be restored, it falls back to the eager ``svi.init`` on a reset guide, so the result is
 always the state ``svi.init`` would give.
+
+:func:`start_init` splits this in two so that the caller can work while XLA compiles: it traces
+the initialisation (which tells the state's shapes), starts the compile on a background thread,
+and returns; ``finish()`` waits for the compile and runs it.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import jax
 from numpyro.distributions import Distribution
 from numpyro.infer import autoguide
 from numpyro.infer.svi import SVIState
 
 from blayers_core.contract._typing import Array
-from blayers_core.engine.compile_once import jit_once
+from blayers_core.engine.compile_once import abstract, compile_ahead_traced, jit_once
 
 #: Guides whose ``init`` state is known to carry out of ``jit`` intact (exact types, not
 #: subclasses). Others (e.g. ``AutoLaplaceApproximation``, which keeps the model's arguments in a
@@ -121,6 +126,20 @@ def eager_init(svi: Any, rng_key: Array, **kwargs: Any) -> SVIState:
     return svi.init(rng_key, **kwargs)
 
 
+@attrs.frozen
+class PendingInit:
+    """An initialisation under way: :func:`start_init` traced it and started its compile.
+
+    ``state_shapes`` is the abstract state (``jax.ShapeDtypeStruct`` leaves) the compiled
+    initialisation will return, known before it has compiled, so that programs taking the state
+    can be traced and compiled meanwhile; ``None`` when the state comes from the eager
+    ``svi.init`` or the program was compiled by an earlier call.
+    """
+
+    state_shapes: Any
+    finish: Callable[[], SVIState]  # waits for the compile, runs it, restores the guide's state
+
+
 def fast_init(
     svi: Any,
     rng_key: Array,
@@ -139,6 +158,25 @@ def fast_init(
     ``make_arguments`` and ``static_kwargs``) keeps the compiled program, so later calls with inputs
     of the same shapes compile nothing.
     """
+    pending = start_init(
+        svi, rng_key, inputs, make_arguments, cache=cache, static_kwargs=static_kwargs
+    )
+    return pending.finish()
+
+
+def start_init(
+    svi: Any,
+    rng_key: Array,
+    inputs: Any,
+    make_arguments: Callable[[Any], dict[str, Any]],
+    *,
+    cache: dict[str, Any] | None = None,
+    static_kwargs: dict[str, Any] | None = None,
+) -> PendingInit:
+    """:func:`fast_init` in two halves: trace and lower the initialisation here and start
+    compiling it on a background thread (:func:`~blayers_core.engine.compile_once.compile_ahead`);
+    ``finish()`` then waits for the compile and runs it. Between the two the caller may trace and
+    compile programs that take the state (``state_shapes``) while XLA compiles this one."""
     static = dict(static_kwargs or {})
 
     def eager() -> SVIState:
@@ -146,7 +184,7 @@ def fast_init(
 
     cache = {} if cache is None else cache
     if type(svi.guide) not in JIT_SAFE_GUIDES or cache.get("eager"):
-        return eager()
+        return PendingInit(None, eager)
     if "compiled" not in cache:
 
         def traced_init(key: Array, inputs: Any) -> Any:
@@ -157,19 +195,37 @@ def fast_init(
             return state, traced
 
         cache["compiled"] = jit_once(traced_init)
+    compiled, shapes = cache["compiled"], None
     try:
-        state, concrete = cache["compiled"](rng_key, inputs)
-        values = iter(concrete)
-        stored = _map_tracers(cache["stored"], lambda _: next(values))
-        prototype = stored["guide"].get("prototype_trace") or {}
-        if any(site.get("type") == "deterministic" for site in prototype.values()):
-            # NumPyro keeps deterministic values where they cannot be restored from outside.
-            raise TypeError("deterministic sites")
-        if next(values, None) is not None or _contains_tracer(stored):
-            raise TypeError("guide state still holds tracers")
-        _restore(svi, stored)
-    except Exception:  # a guide whose state cannot be carried out of jit: do what NumPyro does
-        cache.clear()
-        cache["eager"] = True
-        return eager()
-    return state  # type: ignore[no-any-return]
+        if "compiling" not in cache:  # the first call: trace here, compile on a thread
+            traced = compiled.trace(rng_key, inputs)
+            cache["compiling"] = compile_ahead_traced(traced)
+            shapes = abstract(traced.out_avals[0])
+    except Exception:  # tracing failed: NumPyro's eager init raises the error users expect
+        return PendingInit(None, _fall_back(cache, eager))
+
+    def finish() -> SVIState:
+        try:
+            cache["compiling"].result()
+            state, concrete = compiled(rng_key, inputs)
+            values = iter(concrete)
+            stored = _map_tracers(cache["stored"], lambda _: next(values))
+            prototype = stored["guide"].get("prototype_trace") or {}
+            if any(site.get("type") == "deterministic" for site in prototype.values()):
+                # NumPyro keeps deterministic values where they cannot be restored from outside.
+                raise TypeError("deterministic sites")
+            if next(values, None) is not None or _contains_tracer(stored):
+                raise TypeError("guide state still holds tracers")
+            _restore(svi, stored)
+        except Exception:  # a guide whose state cannot be carried out of jit: do what NumPyro does
+            return _fall_back(cache, eager)()
+        return state  # type: ignore[no-any-return]
+
+    return PendingInit(shapes, finish)
+
+
+def _fall_back(cache: dict[str, Any], eager: Callable[[], SVIState]) -> Callable[[], SVIState]:
+    """Mark ``cache``'s program as eager for good and return the eager initialisation."""
+    cache.clear()
+    cache["eager"] = True
+    return eager

@@ -3,10 +3,17 @@
 A :class:`TrainingProgram` holds one ``numpyro.infer.SVI`` together with the batch schedule and the
 layout of the data (names, shapes and dtypes of the row arrays and array constants). It compiles
 three things once: the initialisation (:mod:`blayers_core.engine.init`), a chunk of ``chunk_size``
-training steps inside ``jax.lax.scan``, and a finiteness check of the parameters. The data, the
-keys, the first step and the total number of steps are arguments of the compiled functions, not
-constants baked into them, so a new seed, new data of the same shapes or another ``num_steps``
-reuse the same executables.
+training steps inside ``jax.lax.scan`` (which also tells whether the parameters it ends with are
+finite), and the posterior draws (per number of draws). The data, the keys, the first step and
+the total number of steps are arguments of the compiled functions, not constants baked into
+them, so a new seed, new data of the same shapes or another ``num_steps`` reuse the same
+executables.
+
+The first fit of a program compiles all three at once (:meth:`TrainingProgram.start`): the main
+thread traces the initialisation, which tells the state's shapes, then traces the chunk and the
+draws for those shapes, while background threads compile them
+(:func:`~blayers_core.engine.compile_once.compile_ahead`). On two cores that hides most of one
+compile behind the other; each call then waits for its own compile and compiles nothing more.
 
 When the batch size ``B`` does not divide the ``N`` rows, every step of a :class:`TrainingProgram`
 runs the loss inside :class:`~blayers_core.engine.minibatch.padded_rows`: padding slots weigh
@@ -21,15 +28,17 @@ compiled code depends on.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.infer.svi import SVIState
 
 from blayers_core.contract._typing import Array
-from blayers_core.engine.compile_once import jit_once
-from blayers_core.engine.init import fast_init
+from blayers_core.engine.compile_once import abstract, compile_ahead, jit_once
+from blayers_core.engine.init import PendingInit, start_init
 from blayers_core.engine.minibatch import BatchSchedule, EpochTable, gather_blocks, padded_rows
 from blayers_core.engine.program_cache import ProgramCache
 
@@ -45,7 +54,7 @@ def _all_finite(tree: Any) -> Array:
 
 
 class TrainingProgram:
-    """Compiled init, training chunk and finiteness check for one SVI and one data layout."""
+    """Compiled init, training chunk and posterior draws for one SVI and one data layout."""
 
     def __init__(
         self,
@@ -59,9 +68,12 @@ class TrainingProgram:
         self.chunk_size = chunk_size
         self.static_constants = dict(static_constants)
         self._run_chunk = jax.jit(self._chunk)
+        self._chunk_compiling: Future[Any] | None = None  # compile_ahead of _run_chunk
+        # Only a fault's diagnosis needs it (a chunk reports on its own end state): compiled then.
         self._params_finite = jax.jit(lambda state: _all_finite(self.svi.get_params(state)))
         self._init_cache: dict[str, Any] = {}
         self._draw: dict[int, Callable[..., Any]] = {}
+        self._draw_compiling: dict[int, Future[Any]] = {}
 
     # ------------------------------------------------------------------ tracing
     def _batch(
@@ -104,7 +116,7 @@ class TrainingProgram:
         rows: Mapping[str, Array],
         constants: Mapping[str, Any],
         shuffle_key: Array,
-    ) -> tuple[SVIState, Array]:
+    ) -> tuple[SVIState, Array, Array]:
         nan = jnp.array(jnp.nan, dtype=jnp.result_type(float))
         table = self.schedule.chunk_permutations(first_step, self.chunk_size, shuffle_key)
 
@@ -118,10 +130,52 @@ class TrainingProgram:
             return result
 
         steps = first_step + jnp.arange(self.chunk_size, dtype=jnp.int32)
-        out: tuple[SVIState, Array] = jax.lax.scan(body, state, steps)
-        return out
+        end, losses = jax.lax.scan(body, state, steps)
+        return end, losses, _all_finite(self.svi.get_params(end))
 
     # -------------------------------------------------------------------- calls
+    def start(
+        self,
+        rng_key: Array,
+        rows: Mapping[str, Array],
+        constants: Mapping[str, Any],
+        shuffle_key: Array,
+        *,
+        eager: bool = False,
+        num_samples: int | None = None,
+    ) -> PendingInit:
+        """Start the initialisation (``finish()`` on the result gives the initial state), and on
+        the first call compile the chunk and the ``num_samples`` posterior draws meanwhile.
+
+        Runs on the main thread: tracing the initialisation, then (when it is compiled, not
+        eager) tracing and lowering the chunk and the draws for its state's shapes. XLA compiles
+        the three on background threads; :meth:`run_chunk` and :meth:`draw_posterior` wait for
+        theirs.
+        """
+        if eager:
+            self._init_cache["eager"] = True
+        pending = start_init(
+            self.svi,
+            rng_key,
+            (rows, constants, shuffle_key),
+            self._first_batch_arguments,
+            cache=self._init_cache,
+            static_kwargs=self.static_constants,
+        )
+        state = pending.state_shapes
+        if state is None:
+            return pending
+        data = (abstract(rows), abstract(constants))
+        if self._chunk_compiling is None:
+            step = abstract(np.int32(0))
+            self._chunk_compiling = _ahead(self._run_chunk, state, step, step, *data, shuffle_key)
+        if num_samples is not None and num_samples not in self._draw_compiling:
+            draw = self._draw_program(num_samples)
+            compiling = _ahead(draw, shuffle_key, state, *data)
+            if compiling is not None:
+                self._draw_compiling[num_samples] = compiling
+        return pending
+
     def init(
         self,
         rng_key: Array,
@@ -133,16 +187,7 @@ class TrainingProgram:
     ) -> SVIState:
         """The initial state, from the first batch: compiled once per program, or with
         ``eager=True`` op by op as NumPyro does it (for guides whose state jit cannot carry)."""
-        if eager:
-            self._init_cache["eager"] = True
-        return fast_init(
-            self.svi,
-            rng_key,
-            (rows, constants, shuffle_key),
-            self._first_batch_arguments,
-            cache=self._init_cache,
-            static_kwargs=self.static_constants,
-        )
+        return self.start(rng_key, rows, constants, shuffle_key, eager=eager).finish()
 
     def _first_batch_arguments(self, inputs: Any) -> dict[str, Any]:
         rows, constants, shuffle_key = inputs
@@ -157,33 +202,61 @@ class TrainingProgram:
         rows: Mapping[str, Array],
         constants: Mapping[str, Any],
         shuffle_key: Array,
-    ) -> tuple[SVIState, Array]:
-        """Steps ``first_step .. first_step + chunk_size - 1``; those ``>= num_steps`` are skipped."""
+    ) -> tuple[SVIState, Array, Array]:
+        """Steps ``first_step .. first_step + chunk_size - 1``; those ``>= num_steps`` are skipped.
+
+        Returns the state after them, their losses (NaN for skipped steps) and whether the
+        parameters of that state are all finite (a device bool)."""
+        if self._chunk_compiling is not None:
+            self._chunk_compiling.result()  # compiled ahead (or raises what compiling raised)
         return self._run_chunk(  # type: ignore[no-any-return]
-            state, jnp.int32(first_step), jnp.int32(num_steps), rows, constants, shuffle_key
+            state, np.int32(first_step), np.int32(num_steps), rows, constants, shuffle_key
         )
 
     def params_finite(self, state: SVIState) -> bool:
+        """Whether every parameter of ``state`` is finite."""
         return bool(self._params_finite(state))
 
     def draw_posterior(
         self,
         rng_key: Array,
-        params: Mapping[str, Any],
+        state: SVIState,
         num_samples: int,
         rows: Mapping[str, Array],
         constants: Mapping[str, Any],
-    ) -> dict[str, Array]:
-        """``num_samples`` draws of every latent site from the guide (compiled once per count)."""
+    ) -> tuple[dict[str, Any], dict[str, Array]]:
+        """The parameters of ``state`` and ``num_samples`` draws of every latent site from the
+        guide, in one compiled call (once per count); the guide sees the first batch of ``rows``."""
+        draw = self._draw_program(num_samples)
+        compiling = self._draw_compiling.get(num_samples)
+        if compiling is not None:
+            compiling.result()
+        return draw(rng_key, state, rows, constants)  # type: ignore[no-any-return]
+
+    def _draw_program(self, num_samples: int) -> Callable[..., Any]:
+        """The jitted ``(key, state, rows, constants) -> (params, draws)`` for ``num_samples``."""
         if num_samples not in self._draw:
             from blayers_core.engine.posterior import draw_posterior
 
-            def draw(key: Array, params: Any, rows: Any, constants: Any) -> dict[str, Array]:
-                data = {**rows, **constants, **self.static_constants}
-                return draw_posterior(self.svi.guide, params, key, num_samples, data)
+            batch = self.schedule.batch_size
+
+            def draw(key: Array, state: SVIState, rows: Any, constants: Any) -> Any:
+                params = self.svi.get_params(state)
+                first = {k: v[:batch] for k, v in rows.items()}
+                data = {**first, **constants, **self.static_constants}
+                return params, draw_posterior(self.svi.guide, params, key, num_samples, data)
 
             self._draw[num_samples] = jit_once(draw)
-        return self._draw[num_samples](rng_key, params, rows, constants)  # type: ignore[no-any-return]
+        return self._draw[num_samples]
+
+
+def _ahead(jitted: Any, *args: Any) -> Future[Any] | None:
+    """:func:`compile_ahead`, or ``None`` when tracing fails: the program's first call then
+    traces it again and raises the error where it always has (after the initialisation)."""
+    try:
+        return compile_ahead(jitted, *args)
+    except Exception:
+        return None
 
 
 def get_program(key: Hashable, build: Callable[[], TrainingProgram]) -> TrainingProgram:

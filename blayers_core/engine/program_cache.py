@@ -85,6 +85,10 @@ class ProgramCache(Generic[T]):
             self._programs.move_to_end(full_key)
         return program
 
+    def find(self, key: Hashable) -> T | None:
+        """The program for ``key`` under the current trace settings, or ``None``; builds nothing."""
+        return self._programs.get((key, trace_settings()))
+
     def clear(self) -> None:
         """Forget every program (their compiled code is freed with them)."""
         self._programs.clear()

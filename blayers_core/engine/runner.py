@@ -132,9 +132,20 @@ def prepare_data(split: SplitData, schedule: BatchSchedule, seed: int) -> Prepar
         layout = order[schedule.slot_rows()]
         host = {k: np.asarray(v)[layout] for k, v in split.rows.items()}
     array_constants, static = split_constants(split.constants)
-    arrays = {k: jnp.asarray(v) for k, v in array_constants.items()}
-    rows = {k: jnp.asarray(v) for k, v in host.items()}
+    arrays = {k: to_device(v) for k, v in array_constants.items()}
+    rows = {k: to_device(v) for k, v in host.items()}
     return PreparedData(rows, arrays, static, order, n)
+
+
+def to_device(value: Any) -> Array:
+    """``jnp.asarray(value)`` without compiling anything: a NumPy array is copied to the device
+    as it is (in JAX's dtype for it, e.g. float64 -> float32 without x64), where ``jnp.asarray``
+    would compile a small program per shape and dtype to do the same."""
+    if isinstance(value, np.ndarray) and not isinstance(value, np.ma.MaskedArray):
+        host = value.astype(jax.dtypes.canonicalize_dtype(value.dtype), copy=False)
+        placed: Array = jax.device_put(host)
+        return placed
+    return jnp.asarray(value)
 
 
 def program_for(
@@ -180,12 +191,12 @@ def train(
     ):
         while step < num_steps and not stop.requested:
             try:
-                new_state, device_losses = program.run_chunk(
+                new_state, device_losses, params_finite = program.run_chunk(
                     state, step, num_steps, data.rows, data.array_constants, shuffle_key
                 )
                 done = min(chunk, num_steps - step)
                 chunk_losses = np.asarray(device_losses)[:done]
-                finite = bool(np.isfinite(chunk_losses).all()) and program.params_finite(new_state)
+                finite = bool(np.isfinite(chunk_losses).all()) and bool(params_finite)
             except KeyboardInterrupt:  # a second Ctrl-C, or not the main thread
                 stop.requested = True
                 break
@@ -256,22 +267,22 @@ def _diagnose(
 ) -> NonFiniteLossError:
     """Replay the chunk to find the first bad step and the last finite state before it."""
 
-    def state_at(step: int) -> SVIState:  # the state after steps first .. step-1
+    def state_at(step: int) -> tuple[SVIState, bool]:  # after steps first .. step-1; finite?
         if step == first:
-            return start_state
-        replayed, _ = program.run_chunk(
+            return start_state, program.params_finite(start_state)
+        replayed, _, finite = program.run_chunk(
             start_state, first, step, data.rows, data.array_constants, shuffle_key
         )
-        return replayed
+        return replayed, bool(finite)
 
     bad = np.flatnonzero(~np.isfinite(chunk_losses))
     limit = first + int(bad[0]) if bad.size else first + len(chunk_losses)
-    candidate = end_state if not bad.size else state_at(limit)
-    if bad.size and program.params_finite(candidate):
+    candidate, candidate_finite = (end_state, False) if not bad.size else state_at(limit)
+    if bad.size and candidate_finite:
         culprit, what, last_state = limit, "the loss", candidate
     else:  # the parameters turned non-finite: the update of the step before was at fault
         culprit, what = limit - 1, "the gradient (the parameters became NaN or inf)"
-        last_state = state_at(culprit)
+        last_state, _ = state_at(culprit)
     positions = batch_positions(program.schedule, culprit, shuffle_key)
     rows = data.order[positions]
     kept = np.concatenate([*history, chunk_losses[: culprit - first]])
@@ -339,15 +350,26 @@ def initial_state(
     shuffle_key: Array,
     *,
     eager: bool = False,
+    num_samples: int | None = None,
 ) -> SVIState:
     """``program.init`` on the first batch; when NumPyro finds no initial point with a finite log
     density, a :class:`NonFiniteDensityError` naming the site and row at fault instead.
+
+    On a program's first call the training chunk (and the draw of ``num_samples`` posterior
+    draws, when given) compile on background threads meanwhile (:meth:`TrainingProgram.start`).
 
     Raises:
         NonFiniteDensityError: no finite starting point (the NumPyro error is its cause).
     """
     try:
-        return program.init(rng_key, data.rows, data.array_constants, shuffle_key, eager=eager)
+        return program.start(
+            rng_key,
+            data.rows,
+            data.array_constants,
+            shuffle_key,
+            eager=eager,
+            num_samples=num_samples,
+        ).finish()
     except RuntimeError as error:
         if NUMPYRO_NO_VALID_START not in str(error):
             raise

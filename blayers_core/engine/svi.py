@@ -32,6 +32,7 @@ from blayers_core.engine.checkpoint import (
     model_sites,
     state_entries,
 )
+from blayers_core.engine.compile_once import jit_once
 from blayers_core.engine.components import (
     component_key,
     component_record,
@@ -41,7 +42,7 @@ from blayers_core.engine.components import (
     resolve_loss,
     resolve_optimizer,
 )
-from blayers_core.engine.dry_run import dry_run
+from blayers_core.engine.dry_run import check_minibatch_latents
 from blayers_core.engine.minibatch import BatchSchedule
 from blayers_core.engine.program import TrainingProgram
 from blayers_core.engine.runner import (
@@ -108,9 +109,11 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
     optimizer = resolve_optimizer(vi.optimizer, vi.learning_rate)
     guide = resolve_guide(vi.guide, model)
     if minibatched:  # a per-row latent would be shared between the rows of a batch: refuse it
-        dry_run(model, data.rows, data.constants, seed=seed, batch_size=vi.batch_size)
+        check_minibatch_latents(
+            model, data.rows, data.constants, seed=seed, batch_size=schedule.batch_size
+        )
 
-    sample_key, init_key, shuffle_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+    sample_key, init_key, shuffle_key = fit_keys(seed)
     prepared = prepare_data(data, schedule, seed)
     svi_key = (
         ("model", id(model)),
@@ -121,6 +124,7 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
     program = program_for(
         svi_key, lambda: SVI(model, guide, optimizer, loss), prepared, schedule, chunk
     )
+    num_samples = problem.draws(DEFAULT_NUM_SAMPLES)
     state = initial_state(
         program,
         prepared,
@@ -128,8 +132,9 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
         shuffle_key,
         # NumPyro keeps deterministic values on the guide where jit cannot restore them.
         eager=bool(problem.deterministic_sites),
+        num_samples=num_samples,
     )
-    finish = _Finisher(program, prepared, vi, problem.draws(DEFAULT_NUM_SAMPLES))
+    finish = _Finisher(program, prepared, vi, num_samples)
 
     checkpointer, first_step, losses = None, 0, None
     if vi.checkpoint_dir is not None:
@@ -158,6 +163,24 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
     return finish(
         outcome.state, outcome.losses, outcome.steps_done, outcome.interrupted, sample_key
     )
+
+
+def fit_keys(seed: int) -> tuple[Array, Array, Array]:
+    """``jax.random.split(jax.random.PRNGKey(seed), 3)``: the posterior draws', the
+    initialisation's and the batch order's keys, in one compiled call (eagerly, seeding,
+    splitting and unpacking would compile three small programs). Seeds outside int32, which JAX
+    seeds through int64, take the eager path."""
+    if not -(2**31) <= seed < 2**31:
+        sample, init, shuffle = jax.random.split(jax.random.PRNGKey(seed), 3)
+        return sample, init, shuffle
+    keys: tuple[Array, Array, Array] = _split_seed(np.int32(seed))
+    return keys
+
+
+@jit_once
+def _split_seed(seed: Array) -> tuple[Array, Array, Array]:
+    sample, init, shuffle = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return sample, init, shuffle
 
 
 def _whole_chunks(every: int | None, chunk: int) -> int | None:
@@ -266,16 +289,12 @@ class _Finisher:
         interrupted: bool,
         sample_key: Array,
     ) -> InferenceOutcome:
-        svi = self.program.svi
-        params = svi.get_params(state)
-        batch = self.program.schedule.batch_size
-        first_rows = {k: v[:batch] for k, v in self.prepared.rows.items()}
-        posterior = self.program.draw_posterior(
-            sample_key, params, self.num_samples, first_rows, self.prepared.array_constants
+        params, posterior = self.program.draw_posterior(
+            sample_key, state, self.num_samples, self.prepared.rows, self.prepared.array_constants
         )
         return InferenceOutcome(
             posterior_samples=posterior,
-            guide=svi.guide,
+            guide=self.program.svi.guide,
             params=params,
             losses=np.asarray(losses),
             state=state,
