@@ -61,6 +61,7 @@ def fit(
     checkpoint_every: int | None = METHOD_DEFAULT,
     resume: bool = METHOD_DEFAULT,
     num_obs: int | None = None,
+    devices: str | int | Sequence[Any] | None = None,
     **data_kwargs: Any,
 ) -> FitResult:
     """Fit ``model`` to data with an inference method chosen by name (default: ``"svi"``).
@@ -114,6 +115,11 @@ def fit(
             is one; bit for bit on CPU the same parameters as an uninterrupted run.
         num_obs: rows in the data; default: the largest leading dimension of the array arguments.
             Arrays with that many rows are batched; every other value is a constant.
+        devices: split the work across several local devices: ``"all"``, the first ``n``
+            (an int), or a sequence of ``jax.Device``. svi: each device holds an equal share of
+            the rows and computes its share of every batch (``batch_size`` divisible by the
+            number of devices); nuts, hmc: the chains are split across them (``num_chains``
+            divisible by it); svgd raises. ``None`` (the default): one device, as always.
         **data_kwargs: the model's arguments.
 
     Raises:
@@ -147,7 +153,11 @@ def fit(
         ),
     )
     options = FitOptions(
-        seed=seed, num_samples=num_samples, progress_bar=progress_bar, num_obs=num_obs
+        seed=seed,
+        num_samples=num_samples,
+        progress_bar=progress_bar,
+        num_obs=num_obs,
+        devices=devices,
     )
     check_model_arguments(model, data_kwargs, preferred=getattr(chosen, "name", None))
     check_fit_data_not_empty(data, data_kwargs)
@@ -246,6 +256,7 @@ def _problem(model: ModelFn, split: SplitData, options: FitOptions) -> FitProble
         progress_bar=options.progress_bar,
         observed_sites=checked.observed_sites,
         deterministic_sites=checked.deterministic_sites,
+        devices=options.devices,
     )
 
 

@@ -2,7 +2,7 @@
 
 The method's own options (``batch_size``, ``num_warmup``, ...) are checked by the method when it
 is built (:func:`blayers_core.method`); :class:`FitOptions` holds the rest: the seed, the draws
-kept, the progress bar and the number of rows. Every field has a validator that raises a
+kept, the progress bar, the number of rows and the devices. Every field has a validator that raises a
 ``TypeError`` or ``ValueError`` naming the argument.
 
 ``fit``'s method options default to :data:`METHOD_DEFAULT`, which no caller passes, so ``fit``
@@ -22,6 +22,7 @@ from blayers_core.contract.validators import (
     plain_int,
     positive_int_or_none,
 )
+from blayers_core.engine.devices import resolve_devices
 
 
 class _MethodDefault:
@@ -55,6 +56,9 @@ class FitOptions:
             method's default.
         progress_bar: show a progress bar.
         num_obs: rows in the data; default: the largest leading dimension of the arrays.
+        devices: the local devices to split the work across, resolved from ``"all"``, a
+            positive int ``n`` (the first ``n``, at most ``jax.local_device_count()``) or a
+            non-empty sequence of distinct ``jax.Device``; ``None``: the default device.
     """
 
     seed: int = attrs.field(default=0, converter=plain_int, validator=_seed)
@@ -65,3 +69,4 @@ class FitOptions:
     num_obs: int | None = attrs.field(
         default=None, converter=plain_int, validator=positive_int_or_none
     )
+    devices: tuple[Any, ...] | None = attrs.field(default=None, converter=resolve_devices)

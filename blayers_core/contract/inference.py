@@ -42,6 +42,9 @@ class FitProblem:
         progress_bar: show a progress bar.
         observed_sites: the model's observed sites, in trace order (from the dry run).
         deterministic_sites: its ``numpyro.deterministic`` sites.
+        devices: the local ``jax.Device`` objects the fit may split its work across
+            (``fit(..., devices=...)``, resolved); ``None``: the default device, as always. A
+            method that cannot use several devices raises rather than ignore them.
     """
 
     model: ModelFn
@@ -51,6 +54,7 @@ class FitProblem:
     progress_bar: bool = False
     observed_sites: tuple[str, ...] = ()
     deterministic_sites: tuple[str, ...] = ()
+    devices: tuple[Any, ...] | None = None
 
     def draws(self, default: int) -> int:
         """``num_samples``, or ``default`` when ``fit`` was not given one."""

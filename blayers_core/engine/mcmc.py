@@ -38,6 +38,7 @@ from blayers_core.engine.mcmc_program import (
     Carry,
     McmcLayout,
     McmcProgram,
+    check_chain_split,
     chunk_size_for,
     devices_for,
     get_mcmc_program,
@@ -96,6 +97,7 @@ def sample_mcmc(
     num_chains: int,
     seed: int,
     progress_bar: bool,
+    devices: tuple[Any, ...] | None = None,
 ) -> McmcDraws:
     """Run ``num_chains`` chains of ``num_warmup`` warm-up and ``num_samples`` kept iterations.
 
@@ -110,6 +112,8 @@ def sample_mcmc(
         num_chains: chains, vectorised on one device or split across several.
         seed: the run's random seed (chain keys as ``numpyro.infer.MCMC`` makes them).
         progress_bar: show a tqdm bar (the run is then cut into chunks of iterations).
+        devices: split the chains across these local devices (``num_chains`` a multiple of
+            their number); ``None``: across ``gcd(num_chains, local devices)`` of them.
 
     Returns:
         The draws, ``(num_chains, num_samples, ...)`` per site.
@@ -117,15 +121,19 @@ def sample_mcmc(
     Raises:
         NonFiniteDensityError: a chain's initial point has no finite log density (or gradient);
             names the site and row.
+        ValueError: ``num_chains`` does not split evenly across ``devices``.
     """
     array_constants, static = split_constants(split.constants)
     arrays = {**split.rows, **array_constants}
+    if devices is not None:
+        check_chain_split(num_chains, devices)
     layout = McmcLayout(
         num_warmup=num_warmup,
         num_samples=num_samples,
         num_chains=num_chains,
         chunk_size=chunk_size_for(num_warmup + num_samples, progress_bar),
-        num_devices=devices_for(num_chains),
+        num_devices=devices_for(num_chains) if devices is None else len(devices),
+        device_ids=None if devices is None else tuple(device.id for device in devices),
     )
     key = ("mcmc", model, kernel_key, layout, data_signature(arrays), static_key(static))
     program = get_mcmc_program(key, lambda: McmcProgram(kernel(model), layout, static))

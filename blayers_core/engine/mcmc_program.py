@@ -23,7 +23,8 @@ traced and are part of the cache key (:func:`get_mcmc_program`).
 Chains are vectorised with ``jax.vmap`` on one device (a single chain per device runs without it:
 tracing NUTS under ``vmap`` costs seconds). With several local devices the chain axis is split
 across ``gcd(num_chains, devices)`` of them by ``jax.shard_map``, each device running its chains
-vectorised.
+vectorised; with devices chosen (``fit(..., devices=...)``, ``McmcLayout.device_ids``) across
+exactly those, ``num_chains`` being a multiple of their number.
 
 NumPyro kernels keep closures over the model's arguments from their last ``init``. ``run_chunk``
 therefore calls ``kernel.init`` once more while it is traced (on the traced data, result unused
@@ -72,6 +73,8 @@ class McmcLayout:
         num_chains: chains.
         chunk_size: iterations per call of ``run_chunk``.
         num_devices: devices the chain axis is split across (1: vectorised on the default one).
+        device_ids: the ids of the devices chosen with ``fit(..., devices=...)``, in mesh order
+            (``num_devices`` of them); ``None``: the first ``num_devices`` local devices.
     """
 
     num_warmup: int
@@ -79,6 +82,7 @@ class McmcLayout:
     num_chains: int
     chunk_size: int
     num_devices: int
+    device_ids: tuple[int, ...] | None = None
 
     @property
     def num_iterations(self) -> int:
@@ -102,6 +106,15 @@ def chunk_size_for(num_iterations: int, progress_bar: bool) -> int:
 def devices_for(num_chains: int) -> int:
     """Local devices the chains are split across: the most that divides ``num_chains`` evenly."""
     return math.gcd(num_chains, jax.local_device_count())
+
+
+def check_chain_split(num_chains: int, devices: tuple[Any, ...]) -> None:
+    """Raise unless ``num_chains`` splits evenly across the chosen ``devices``."""
+    if num_chains % len(devices):
+        raise ValueError(
+            f"num_chains={num_chains} cannot be split evenly across the {len(devices)} devices "
+            f"of devices=: give a multiple of {len(devices)} chains, or fewer devices"
+        )
 
 
 def chain_keys(key: Array, num_chains: int) -> Array:
@@ -137,7 +150,7 @@ class McmcProgram:
         self.kernel = kernel
         self.layout = layout
         self.static_constants = dict(static_constants)
-        self.mesh = _chain_mesh(layout.num_devices)
+        self.mesh = _chain_mesh(layout.num_devices, layout.device_ids)
         self.has_diverging = False
         self._init = jit_once(self._init_all)
         self._run_chunk = jax.jit(self._chunk_all, donate_argnums=(0, 1))
@@ -290,8 +303,12 @@ def _first(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
-def _chain_mesh(num_devices: int) -> Mesh | None:
-    """A one-axis mesh of the first ``num_devices`` local devices; ``None`` for one device."""
+def _chain_mesh(num_devices: int, device_ids: tuple[int, ...] | None = None) -> Mesh | None:
+    """A one-axis mesh of the chosen devices (``device_ids``), else of the first
+    ``num_devices`` local devices; ``None`` for one device not chosen."""
+    if device_ids is not None:
+        by_id = {device.id: device for device in jax.local_devices()}
+        return Mesh(np.array([by_id[i] for i in device_ids]), (CHAIN_AXIS,))
     if num_devices <= 1:
         return None
     return Mesh(np.array(jax.local_devices()[:num_devices]), (CHAIN_AXIS,))

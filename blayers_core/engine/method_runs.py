@@ -23,6 +23,7 @@ from blayers_core.engine.components import (
     learning_rate_key,
     resolve_optimizer,
 )
+from blayers_core.engine.devices import require_one_device
 
 #: Draws per chain when ``fit`` is not given ``num_samples``.
 DEFAULT_DRAWS_PER_CHAIN = 1000
@@ -44,7 +45,8 @@ def sample_with_kernel(
     second fit with new data of the same shapes, or a new seed, compiles nothing.
 
     Warns (:class:`~blayers_core.engine.mcmc.SamplingWarning`) on divergences, R-hat above 1.01
-    and low effective sample sizes.
+    and low effective sample sizes. With ``problem.devices`` the chains are split across those
+    devices.
 
     Raises:
         NonFiniteDensityError: no initial point has a finite log density; names the site and row.
@@ -61,6 +63,7 @@ def sample_with_kernel(
         num_chains=num_chains,
         seed=problem.seed,
         progress_bar=problem.progress_bar,
+        devices=problem.devices,
     )
     check_diagnostics(draws)
     extra = {} if draws.diverging is None else {"diverging": draws.diverging}
@@ -87,8 +90,9 @@ def stein_variational(
 
     Raises:
         ValueError: ``fit`` was given ``num_samples`` other than ``num_particles`` (SVGD's draws
-            are its particles).
+            are its particles), or several devices (SVGD runs on one).
     """
+    require_one_device(problem.devices, "svgd")
     if problem.num_samples is not None and problem.num_samples != num_particles:
         raise ValueError(
             f"num_samples={problem.num_samples} was given, but SVGD's posterior draws are its "

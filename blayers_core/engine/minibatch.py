@@ -68,14 +68,20 @@ from blayers_core.contract.scaling import multiply_scale
 MAX_BLOCK_ROWS = 256
 
 
-def _block_size(batch_size: int, preferred: int = MAX_BLOCK_ROWS) -> int:
-    """Largest power of two ``<= min(preferred, batch_size / 4)`` that divides ``batch_size``.
+def _block_size(batch_size: int, preferred: int = MAX_BLOCK_ROWS, num_devices: int = 1) -> int:
+    """Largest power of two ``<= min(preferred, batch_size / 4)`` that divides
+    ``batch_size / num_devices``.
 
-    A batch always mixes at least four blocks (when ``batch_size >= 4``).
+    A batch always mixes at least four blocks (when ``batch_size >= 4``); on ``D`` devices (``D``
+    divides ``batch_size``) its ``batch_size / b`` blocks are a multiple of ``D``, so each device
+    can hold an equal share of every batch (:mod:`blayers_core.engine.devices`). ``D = 1`` is the
+    one-device rule; the block size, and so the batches, are the same on ``D`` devices whenever
+    ``D`` divides the one-device blocks per batch.
     """
     limit = min(preferred, max(1, batch_size // 4))
+    share = batch_size // num_devices if batch_size % num_devices == 0 else batch_size
     block = 1
-    while block * 2 <= limit and batch_size % (block * 2) == 0:
+    while block * 2 <= limit and share % (block * 2) == 0:
         block *= 2
     return block
 
@@ -105,18 +111,22 @@ class BatchSchedule:
         num_rows: ``n``, rows in the data.
         batch_size: ``B``, slots per batch (``1 <= B``; ``B >= n`` means one full batch a step).
         shuffle: draw a new block order every epoch (``False``: rows in order).
+        num_devices: ``D``, devices that share every batch (``fit(..., devices=...)``); the block
+            size is chosen so that a batch's blocks are a multiple of ``D``. ``1``: one device.
     """
 
     num_rows: int = attrs.field(validator=attrs.validators.gt(0))
     batch_size: int = attrs.field(validator=attrs.validators.gt(0))
     shuffle: bool = True
+    num_devices: int = attrs.field(default=1, validator=attrs.validators.gt(0))
     block_size: int = attrs.field(init=False)
     units: np.ndarray = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.batch_size > self.num_rows:
             object.__setattr__(self, "batch_size", self.num_rows)
-        object.__setattr__(self, "block_size", _block_size(self.batch_size))
+        block = _block_size(self.batch_size, num_devices=self.num_devices)
+        object.__setattr__(self, "block_size", block)
         object.__setattr__(self, "units", _units_mod(self.num_blocks))
 
     @property
@@ -215,6 +225,11 @@ class BatchSchedule:
     def _slots(self, blocks: Array) -> Array:
         """The ``(len(blocks) * b,)`` slots of ``blocks``, block after block."""
         return (blocks[:, None] * self.block_size + jnp.arange(self.block_size)).reshape(-1)
+
+    def real_slots(self, blocks: Array) -> Array:
+        """``(len(blocks) * b,)`` bool: which slots of ``blocks`` (block after block) hold a row
+        of the data rather than padding."""
+        return self._slots(blocks) < self.num_rows
 
     def indices(self, step: Array | int, key: Array) -> tuple[Array, Array]:
         """Row indices ``(B,)`` int32 and real-row mask ``(B,)`` bool for global ``step``.

@@ -116,8 +116,11 @@ class PreparedData:
     rows: dict[str, Array]  # in slot order: num_slots rows when minibatched, else num_rows
     array_constants: dict[str, Array]
     static_constants: dict[str, Any]
-    order: np.ndarray  # position in the device arrays -> row index in the data as given
+    order: np.ndarray  # slot -> row index in the data as given
     num_rows: int
+    # slot -> position in the device arrays; None: the same (one device). Several devices lay
+    # the slots out so that each holds its share of every batch (blayers_core.engine.devices).
+    slot_positions: np.ndarray | None = None
 
 
 def prepare_data(split: SplitData, schedule: BatchSchedule, seed: int) -> PreparedData:
@@ -325,8 +328,8 @@ def _shown(rows: np.ndarray, limit: int = 10) -> str:
 
 
 def batch_positions(schedule: BatchSchedule, step: int, shuffle_key: Array) -> np.ndarray:
-    """Where the real rows of ``step``'s batch lie in the device arrays (padding left out); the
-    data's rows are ``PreparedData.order`` at those positions."""
+    """The slots of the real rows of ``step``'s batch (padding left out); the data's rows are
+    ``PreparedData.order`` at those slots."""
     if schedule.is_full_batch:
         return np.arange(schedule.num_rows)
     positions, mask = schedule.indices(step, shuffle_key)
@@ -337,7 +340,9 @@ def batch_positions(schedule: BatchSchedule, step: int, shuffle_key: Array) -> n
 def batch_arguments(
     program: TrainingProgram, data: PreparedData, positions: np.ndarray
 ) -> dict[str, Any]:
-    """The model's keyword arguments on the rows at ``positions`` of the device arrays."""
+    """The model's keyword arguments on the rows at slots ``positions`` of the data."""
+    if data.slot_positions is not None:
+        positions = data.slot_positions[positions]
     index = jnp.asarray(positions)
     rows = {k: jnp.take(v, index, axis=0) for k, v in data.rows.items()}
     return {**rows, **data.array_constants, **program.static_constants}

@@ -4,7 +4,9 @@ The loss, guide and optimizer are resolved by name (or taken as objects), a per-
 minibatches is refused, and the cached :class:`~blayers_core.engine.program.TrainingProgram` for
 this model, these components and this data layout runs the steps
 (:func:`~blayers_core.engine.runner.train`), with checkpoints when asked. The outcome holds the
-final parameters, the loss history and draws from the fitted guide.
+final parameters, the loss history and draws from the fitted guide. With ``problem.devices``, the
+rows are split over those devices and every batch is shared between them
+(:mod:`blayers_core.engine.devices`); without, the one-device program runs as it always has.
 
 The generative model is the user's; with latents ``z`` and the guide ``q_phi(z)``, each step
 takes one optimiser step on ``phi`` against a minibatch estimate of the negative ELBO,
@@ -41,6 +43,12 @@ from blayers_core.engine.components import (
     resolve_guide,
     resolve_loss,
     resolve_optimizer,
+)
+from blayers_core.engine.devices import (
+    check_batch_split,
+    prepare_sharded_data,
+    row_mesh,
+    sharded_program_for,
 )
 from blayers_core.engine.dry_run import check_minibatch_latents
 from blayers_core.engine.minibatch import BatchSchedule
@@ -101,7 +109,15 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
     """
     vi, data, model, seed = settings, problem.data, problem.model, problem.seed
     n = data.num_rows
-    schedule = BatchSchedule(num_rows=n, batch_size=vi.batch_size or n, shuffle=vi.shuffle)
+    mesh = None if problem.devices is None else row_mesh(problem.devices)
+    if mesh is not None:
+        check_batch_split(n, vi.batch_size, mesh.size)
+    schedule = BatchSchedule(
+        num_rows=n,
+        batch_size=vi.batch_size or n,
+        shuffle=vi.shuffle,
+        num_devices=1 if mesh is None else mesh.size,
+    )
     total = vi.total_steps(schedule.steps_per_epoch)
     chunk = min(vi.chunk_size, total)
     minibatched = vi.batch_size is not None and vi.batch_size < n
@@ -114,16 +130,23 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
         )
 
     sample_key, init_key, shuffle_key = fit_keys(seed)
-    prepared = prepare_data(data, schedule, seed)
     svi_key = (
         ("model", id(model)),
         component_key("loss", vi.loss, getattr(loss, "num_obs", None)),
         component_key("guide", vi.guide),
         component_key("optimizer", vi.optimizer, learning_rate_key(vi.learning_rate)),
     )
-    program = program_for(
-        svi_key, lambda: SVI(model, guide, optimizer, loss), prepared, schedule, chunk
-    )
+    program: TrainingProgram
+    if mesh is None:
+        prepared = prepare_data(data, schedule, seed)
+        program = program_for(
+            svi_key, lambda: SVI(model, guide, optimizer, loss), prepared, schedule, chunk
+        )
+    else:  # the rows split over the devices (blayers_core.engine.devices)
+        prepared = prepare_sharded_data(data, schedule, seed, mesh)
+        program = sharded_program_for(
+            svi_key, lambda: SVI(model, guide, optimizer, loss), prepared, schedule, chunk, mesh
+        )
     num_samples = problem.draws(DEFAULT_NUM_SAMPLES)
     state = initial_state(
         program,
@@ -209,6 +232,8 @@ def _checkpointer(
         "data": data_fingerprint(data.rows),
         **record,
     }
+    if schedule.num_devices != 1:  # the batches' blocks depend on it (one device: as before)
+        meta["num_devices"] = schedule.num_devices
     return Checkpointer(directory, meta)
 
 

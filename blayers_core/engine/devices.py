@@ -1,0 +1,276 @@
+r"""Several devices in one process: the rows of a fit split over a one-axis device mesh.
+
+``fit(..., devices="all" | n | [device, ...])`` is resolved here (:func:`resolve_devices`) to a
+tuple of ``D`` local devices; every method reads it from ``FitProblem.devices``. ``None``, the
+default, leaves the one-device path as it is: nothing here runs.
+
+SVI on ``D`` devices
+--------------------
+The rows are laid out once, on the host, so that every device holds an equal share of every
+minibatch (:func:`prepare_sharded_data`):
+
+* the slots of the one-device schedule (:class:`~blayers_core.engine.minibatch.BatchSchedule`,
+  ``M = S B / b`` blocks of ``b`` consecutive slots) are dealt round-robin: block ``m`` goes to
+  device ``m mod D``, as its local block ``m // D``. The row arrays, ``(S B, ...)``, are put on the
+  mesh with ``NamedSharding(mesh, PartitionSpec("rows"))``, device ``d`` holding ``(S B / D, ...)``;
+* a step's batch is the blocks ``pi_e(j)``, ``j = sP .. sP + P - 1`` (``P = B / b``, a multiple of
+  ``D`` by the choice of ``b``). Since ``gcd(a_e, M) = 1`` and ``D`` divides ``M``, ``a_e j + c_e``
+  runs through every residue mod ``D`` once in any ``D`` consecutive ``j``: every device holds
+  exactly ``P / D`` of the batch's blocks (:func:`blocks_by_device`);
+* inside ``jax.shard_map`` each device copies its ``B / D`` rows from its own shard (no data
+  moves between devices); the batch, ``(B, ...)`` sharded along the rows, goes to the loss;
+* the loss and its gradient are the program's ordinary ``svi.update`` under ``jax.jit`` (GSPMD):
+  the SVI state and the constants are replicated, the per-row terms are computed where the rows
+  are, and XLA's all-reduce sums the log-likelihood and the gradients. The batch holds the same
+  rows as on one device (in another order), and the mask of padded rows and the weight
+  ``S B / N`` (:class:`~blayers_core.engine.minibatch.padded_rows`) apply to it whole, so a
+  step's loss and gradient are the one-device step's up to float rounding, whatever the loss.
+
+``batch_size`` (``N`` when ``None``) must be divisible by ``D``. The batches are those of one
+device whenever ``D`` divides the one-device blocks per batch (``B = 64``, ``D = 4``: yes);
+otherwise the blocks are smaller.
+
+NUTS and HMC split their chains across the chosen devices
+(:mod:`~blayers_core.engine.mcmc_program`); a method that cannot use several devices raises
+(:func:`require_one_device`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from numpyro.infer.svi import SVIState
+
+from blayers_core.contract._typing import Array
+from blayers_core.contract.inference import SplitData
+from blayers_core.engine.data import split_constants
+from blayers_core.engine.minibatch import BatchSchedule, EpochTable, gather_blocks
+from blayers_core.engine.program import TrainingProgram, get_program
+from blayers_core.engine.program_cache import data_signature, static_key
+from blayers_core.engine.runner import PreparedData
+
+#: The mesh axis the rows are split along.
+ROW_AXIS = "rows"
+
+#: What ``devices=`` takes.
+DEVICES_HELP = "'all', a positive int, or a non-empty sequence of distinct jax.Device"
+
+
+def resolve_devices(spec: Any) -> tuple[Any, ...] | None:
+    """The local devices ``devices=`` names: ``None``; ``"all"``; the first ``n``; or these.
+
+    Raises:
+        TypeError: ``spec`` is none of these.
+        ValueError: an int outside ``1 .. jax.local_device_count()``, an empty sequence, a
+            device given twice or not a local device of this process; the message says how
+            many devices there are.
+    """
+    if spec is None:
+        return None
+    local = tuple(jax.local_devices())
+    have = f"this process has {len(local)} local device{'s' if len(local) != 1 else ''}"
+    if isinstance(spec, str):
+        if spec != "all":
+            raise ValueError(f"devices must be {DEVICES_HELP}; got {spec!r} ({have})")
+        return local
+    if isinstance(spec, int | np.integer) and not isinstance(spec, bool):
+        if not 1 <= spec <= len(local):
+            raise ValueError(f"devices={spec} asks for {spec} devices, but {have}")
+        return local[: int(spec)]
+    if isinstance(spec, Sequence) and not isinstance(spec, bytes):
+        chosen = tuple(spec)
+        if not chosen:
+            raise ValueError(f"devices must be {DEVICES_HELP}; got an empty sequence ({have})")
+        for device in chosen:
+            if not isinstance(device, jax.Device):
+                raise TypeError(f"devices must be {DEVICES_HELP}; got an item {device!r}")
+            if device not in local:
+                raise ValueError(f"devices: {device} is not a local device; {have}: {local}")
+        if len(set(chosen)) != len(chosen):
+            raise ValueError(f"devices names a device more than once: {chosen}")
+        return chosen
+    raise TypeError(f"devices must be {DEVICES_HELP}; got {spec!r} ({have})")
+
+
+def row_mesh(devices: Sequence[Any]) -> Mesh:
+    """The one-axis mesh (axis :data:`ROW_AXIS`) of ``devices``, in their order."""
+    return Mesh(np.array(list(devices)), (ROW_AXIS,))
+
+
+def require_one_device(devices: tuple[Any, ...] | None, method: str) -> None:
+    """Raise when ``devices`` names more than one device (or one that is not the default), for
+    a method that runs on one device only."""
+    if devices is None or devices == (jax.devices()[0],):
+        return
+    raise ValueError(
+        f"method {method!r} runs on one device and cannot use devices={list(devices)}; "
+        "leave devices= unset, or use method='svi', 'nuts' or 'hmc', which split the work "
+        "across devices"
+    )
+
+
+def check_batch_split(num_rows: int, batch_size: int | None, num_devices: int) -> None:
+    """Raise unless every batch (``batch_size`` rows; ``None``: all ``num_rows``) splits evenly
+    across ``num_devices`` devices."""
+    rows = num_rows if batch_size is None else min(batch_size, num_rows)
+    if rows % num_devices == 0:
+        return
+    given = (
+        f"batch_size={batch_size}" if batch_size is not None else f"batch_size=None ({rows} rows)"
+    )
+    raise ValueError(
+        f"{given} cannot be split evenly across devices={num_devices}: each device computes an "
+        f"equal share of every batch; choose a batch_size divisible by {num_devices} (e.g. "
+        f"{max(num_devices, rows // num_devices * num_devices)}) or other devices"
+    )
+
+
+def device_slot_order(schedule: BatchSchedule, num_devices: int) -> np.ndarray:
+    """``(num_slots,)``: the slot at each position of the row arrays on the mesh.
+
+    Positions ``d * S B / D .. (d + 1) * S B / D - 1`` (device ``d``'s shard) hold the blocks
+    ``m = d, d + D, d + 2D, ...``, each ``b`` consecutive slots. One batch: the rows in order.
+    """
+    if schedule.is_full_batch:
+        return np.arange(schedule.num_rows)
+    b, blocks = schedule.block_size, schedule.num_blocks
+    slots = np.arange(schedule.num_slots).reshape(blocks // num_devices, num_devices, b)
+    return slots.transpose(1, 0, 2).reshape(-1)
+
+
+def prepare_sharded_data(
+    split: SplitData, schedule: BatchSchedule, seed: int, mesh: Mesh
+) -> PreparedData:
+    """:func:`~blayers_core.engine.runner.prepare_data` for a mesh: the same once-shuffled rows
+    in the same slots, laid out by :func:`device_slot_order` and sharded along the rows (each
+    device receives only its shard); the array constants replicated."""
+    n, d = split.num_rows, mesh.size
+    if schedule.is_full_batch:
+        order = np.arange(n)
+    else:
+        order = np.random.default_rng(seed).permutation(n) if schedule.shuffle else np.arange(n)
+    slots = device_slot_order(schedule, d)
+    layout = order[schedule.slot_rows()][slots] if not schedule.is_full_batch else order
+    rows_sharding = NamedSharding(mesh, _spec(ROW_AXIS))
+    rows = {
+        k: jax.device_put(_host(np.asarray(v)[layout]), rows_sharding)
+        for k, v in split.rows.items()
+    }
+    array_constants, static = split_constants(split.constants)
+    constants = {k: replicate(_host(np.asarray(v)), mesh) for k, v in array_constants.items()}
+    positions = None if schedule.is_full_batch else np.argsort(slots)
+    return PreparedData(rows, constants, static, order, n, positions)
+
+
+def _spec(*axes: str) -> PartitionSpec:
+    """``PartitionSpec(*axes)``: split along those mesh axes; none: replicated."""
+    make: Any = PartitionSpec
+    return make(*axes)  # type: ignore[no-any-return]
+
+
+def _host(value: np.ndarray) -> np.ndarray:
+    """``value`` in JAX's dtype for it (float64 -> float32 without x64)."""
+    return value.astype(jax.dtypes.canonicalize_dtype(value.dtype), copy=False)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Every array of ``tree`` replicated on every device of ``mesh``."""
+    return jax.device_put(tree, NamedSharding(mesh, _spec()))
+
+
+def blocks_by_device(blocks: Array, num_devices: int) -> Array:
+    """``(P,)`` the batch's blocks grouped by device: device ``d``'s (``m mod D == d``) in the
+    ``d``-th ``P / D`` entries, each group in batch order. Traceable."""
+    return blocks[jnp.argsort(blocks % num_devices, stable=True)]
+
+
+class ShardedTrainingProgram(TrainingProgram):
+    """A :class:`~blayers_core.engine.program.TrainingProgram` whose batches are gathered on
+    the devices of ``mesh``, each from its own shard (see the module docstring); the loss and
+    the update are the one-device program's, partitioned by XLA."""
+
+    def __init__(
+        self,
+        svi: Any,
+        schedule: BatchSchedule,
+        chunk_size: int,
+        static_constants: Mapping[str, Any],
+        mesh: Mesh,
+    ) -> None:
+        super().__init__(svi, schedule, chunk_size, static_constants)
+        self.mesh = mesh
+        self._gather = self._local_gather()
+
+    def _local_gather(self) -> Callable[..., Any]:
+        """``(rows, grouped blocks) -> batch``: each device's ``B / D`` rows from its shard."""
+        d, b = self.mesh.size, self.schedule.block_size
+
+        def local(rows: Mapping[str, Array], mine: Array) -> dict[str, Array]:
+            return {k: gather_blocks(v, mine // d, b) for k, v in rows.items()}
+
+        split = _spec(ROW_AXIS)
+        return jax.shard_map(local, mesh=self.mesh, in_specs=(split, split), out_specs=split)
+
+    def _batch(
+        self,
+        step_index: Array,
+        rows: Mapping[str, Array],
+        shuffle_key: Array,
+        table: EpochTable | None = None,
+    ) -> tuple[dict[str, Array], Array | None]:
+        if self.schedule.is_full_batch:
+            return dict(rows), None
+        blocks, _ = self.schedule.block_order(step_index, shuffle_key, table)
+        grouped = blocks_by_device(blocks, self.mesh.size)
+        batch = self._gather(dict(rows), grouped)
+        mask = self.schedule.real_slots(grouped) if self.schedule.has_padding else None
+        return batch, mask
+
+    def run_chunk(
+        self,
+        state: SVIState,
+        first_step: int,
+        num_steps: int,
+        rows: Mapping[str, Array],
+        constants: Mapping[str, Any],
+        shuffle_key: Array,
+    ) -> tuple[SVIState, Array, Array]:
+        """:meth:`TrainingProgram.run_chunk` with ``state`` replicated on the mesh (a state
+        restored from a checkpoint comes from the host)."""
+        return super().run_chunk(
+            replicate(state, self.mesh), first_step, num_steps, rows, constants, shuffle_key
+        )
+
+
+def sharded_program_for(
+    svi_key: Any,
+    build_svi: Callable[[], Any],
+    data: Any,
+    schedule: BatchSchedule,
+    chunk_size: int,
+    mesh: Mesh,
+) -> ShardedTrainingProgram:
+    """The cached program for this SVI, schedule, chunk size, data layout and mesh."""
+    key = (
+        "sharded",
+        svi_key,
+        (schedule.num_rows, schedule.batch_size, schedule.shuffle, schedule.num_devices),
+        chunk_size,
+        tuple(device.id for device in mesh.devices.flat),
+        data_signature(data.rows),
+        data_signature(data.array_constants),
+        static_key(data.static_constants),
+    )
+    program = get_program(
+        key,
+        lambda: ShardedTrainingProgram(
+            build_svi(), schedule, chunk_size, data.static_constants, mesh
+        ),
+    )
+    assert isinstance(program, ShardedTrainingProgram)
+    return program
