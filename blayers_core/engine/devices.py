@@ -49,7 +49,7 @@ from numpyro.infer.svi import SVIState
 from blayers_core.contract._typing import Array
 from blayers_core.contract.inference import SplitData
 from blayers_core.engine.data import split_constants
-from blayers_core.engine.minibatch import BatchSchedule, EpochTable, gather_blocks
+from blayers_core.engine.minibatch import BatchSchedule, gather_blocks
 from blayers_core.engine.program import TrainingProgram, get_program
 from blayers_core.engine.program_cache import data_signature, static_key
 from blayers_core.engine.runner import PreparedData
@@ -216,20 +216,13 @@ class ShardedTrainingProgram(TrainingProgram):
         split = _spec(ROW_AXIS)
         return jax.shard_map(local, mesh=self.mesh, in_specs=(split, split), out_specs=split)
 
-    def _batch(
-        self,
-        step_index: Array,
-        rows: Mapping[str, Array],
-        shuffle_key: Array,
-        table: EpochTable | None = None,
-    ) -> tuple[dict[str, Array], Array | None]:
-        if self.schedule.is_full_batch:
-            return dict(rows), None
-        blocks, _ = self.schedule.block_order(step_index, shuffle_key, table)
+    def _gather_batch(
+        self, rows: Mapping[str, Array], blocks: Array, mask: Array
+    ) -> tuple[dict[str, Array], Array]:
+        """The batch with each device's ``B / D`` rows copied from its own shard, and the
+        real-slot mask in that (device-grouped) order."""
         grouped = blocks_by_device(blocks, self.mesh.size)
-        batch = self._gather(dict(rows), grouped)
-        mask = self.schedule.real_slots(grouped) if self.schedule.has_padding else None
-        return batch, mask
+        return self._gather(dict(rows), grouped), self.schedule.real_slots(grouped)
 
     def run_chunk(
         self,

@@ -86,9 +86,16 @@ class TrainingProgram:
         if self.schedule.is_full_batch:
             return dict(rows), None
         blocks, mask = self.schedule.block_order(step_index, shuffle_key, table)
-        size = self.schedule.block_size
-        batch = {k: gather_blocks(v, blocks, size) for k, v in rows.items()}
+        batch, mask = self._gather_batch(rows, blocks, mask)
         return batch, (mask if self.schedule.has_padding else None)
+
+    def _gather_batch(
+        self, rows: Mapping[str, Array], blocks: Array, mask: Array
+    ) -> tuple[dict[str, Array], Array]:
+        """The batch's rows, ``(B, ...)`` each, copied block by block, and its real-slot mask
+        ``(B,)`` in the same order."""
+        size = self.schedule.block_size
+        return {k: gather_blocks(v, blocks, size) for k, v in rows.items()}, mask
 
     def _step(
         self,
