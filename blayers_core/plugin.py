@@ -28,7 +28,13 @@ from blayers_core.contract.bases import BaseLayer, BaseLink
 from blayers_core.contract.checks import check_data
 from blayers_core.contract.errors import DataError, DuplicateLayerError, PluginError
 from blayers_core.contract.hookspecs import ENTRY_POINT_GROUP, Register, hookimpl
-from blayers_core.contract.inference import FitProblem, InferenceOutcome, SplitData
+from blayers_core.contract.inference import (
+    FitProblem,
+    HostBatch,
+    InferenceOutcome,
+    RowStream,
+    SplitData,
+)
 from blayers_core.contract.population import (
     POPULATION_CODE,
     allow_population_codes,
@@ -74,6 +80,7 @@ __all__ = [
     "DuplicateLayerError",
     "FitProblem",
     "GuideFactory",
+    "HostBatch",
     "InferenceMethod",
     "InferenceOutcome",
     "Layer",
@@ -83,6 +90,7 @@ __all__ = [
     "OptimizerFactory",
     "PluginError",
     "Register",
+    "RowStream",
     "SVISettings",
     "SplitData",
     "align_to_target",

@@ -7,8 +7,9 @@
   ``batch_size`` (``num_chains``) and the devices; SVGD, which runs on one device, raises;
 * on one device the sharded program gives the one-device losses;
 * in a subprocess with four host devices: SVI on four devices has the same first-step loss (the
-  same batches) and, within Monte-Carlo tolerance, the same posterior as on one; NUTS runs four
-  chains on four devices.
+  same batches) and, within Monte-Carlo tolerance, the same posterior as on one; it resumes from a
+  checkpoint to the uninterrupted run's parameters bit for bit; NUTS runs four chains on four
+  devices.
 """
 
 from __future__ import annotations
@@ -175,6 +176,18 @@ try:
     fit(model, x=x, y=y, batch_size=66, num_steps=5, progress_bar=False, devices=4)
 except ValueError as error:
     out["odd_batch"] = str(error)
+# resume on four devices: from the checkpoint of step 100, the uninterrupted run's parameters
+import pathlib, tempfile
+folder = pathlib.Path(tempfile.mkdtemp())
+run = dict(batch_size=128, num_steps=300, chunk_size=100, checkpoint_dir=folder,
+           checkpoint_every=100, seed=3, progress_bar=False, devices=4)
+full = fit(model, x=x, y=y, **run)
+for path in sorted(folder.glob("ckpt-*.blc"))[1:]:
+    path.unlink()
+resumed = fit(model, x=x, y=y, resume=True, **run)
+out["resumed_same"] = all(
+    np.array_equal(np.asarray(full.params[k]), np.asarray(resumed.params[k])) for k in full.params
+) and bool(np.array_equal(full.losses, resumed.losses))
 nuts = fit(model, x=x, y=y, method="nuts", num_warmup=100, num_samples=100, num_chains=4,
            devices=4, progress_bar=False, seed=0)
 draws = np.asarray(nuts.posterior_samples["beta/beta"])
@@ -206,6 +219,7 @@ def test_four_devices_fit_the_posterior_of_one(tmp_path) -> None:
     assert abs(four["sigma"] - one["sigma"]) < 0.02
     np.testing.assert_allclose(one["beta"], [1.0, 2.0, 3.0], atol=0.15)
     assert "batch_size=66" in out["odd_batch"] and "devices=4" in out["odd_batch"]
+    assert out["resumed_same"]  # resumed from step 100 on four devices: bit for bit
     nuts = out["nuts"]
     assert nuts["chains"] == 4 and nuts["shape"] == [400, 3, 1] and nuts["finite"]
     np.testing.assert_allclose(nuts["beta"], [1.0, 2.0, 3.0], atol=0.15)

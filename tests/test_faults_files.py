@@ -259,7 +259,7 @@ from blayers_core.engine import svi as vi
 from blayers_core.engine import checkpoint
 
 folder, marker, mode = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-atomic_write, resume = checkpoint.write_atomically, vi._resume
+atomic_write, resume = checkpoint.write_atomically, vi.resume_state
 
 
 def slow_write(path, write):  # pauses half-way, so that a kill often lands inside a write
@@ -284,7 +284,7 @@ def reporting_resume(checkpointer, state):  # tells the test the step it resumed
 
 if mode == "slow":
     checkpoint.write_atomically = slow_write
-vi._resume = reporting_resume
+vi.resume_state = reporting_resume
 rng = np.random.default_rng(0)
 x = rng.normal(size=(256, 3)).astype(np.float32)
 y = (x @ np.array([1.0, -2.0, 0.5]) + 0.3 * rng.normal(size=256)).astype(np.float32)

@@ -22,19 +22,26 @@ from blayers_core.api.options import METHOD_DEFAULT, FitOptions, passed
 from blayers_core.api.result import FitResult
 from blayers_core.contract._typing import GuideFn, ModelFn
 from blayers_core.contract.errors import DataError
-from blayers_core.contract.inference import FitProblem, InferenceOutcome, SplitData
+from blayers_core.contract.inference import FitProblem, InferenceOutcome, RowStream, SplitData
 from blayers_core.contract.methods import DEFAULT_METHOD, ConfiguredMethod, method, option_names
 from blayers_core.contract.protocols import InferenceMethod, Loss
 from blayers_core.contract.registry import get_registry
-from blayers_core.engine.data import DataSignature, data_signature, split_rows_and_constants
+from blayers_core.engine.data import (
+    DataSignature,
+    data_signature,
+    leading_dimension,
+    split_rows_and_constants,
+)
 from blayers_core.engine.dry_run import dry_run
 from blayers_core.engine.runner import NonFiniteLossError
+from blayers_core.engine.streamed import dry_run_rows
 from blayers_core.io.frames import (
     DataEncoder,
     check_fit_data_not_empty,
     encode_fit_data,
     encode_series,
 )
+from blayers_core.io.parquet import is_parquet_source, open_parquet
 
 
 def fit(
@@ -89,8 +96,14 @@ def fit(
             result keeps the encoder (``result.levels``, ``result.predict(data=new_df)``). An
             argument given as a categorical pandas or polars Series becomes codes the same way,
             its levels recorded under the argument's name.
-        columns: with a DataFrame, ``{"x": ["age", "bmi"], "g": "group"}`` maps an argument to
-            a list of columns (an ``(n, k)`` matrix) or one column (``(n,)``); or a
+            Or Parquet data larger than memory: a ``.parquet`` file, a folder of them, or a
+            ``pyarrow.dataset.Dataset``, streamed from disk a few row groups at a time with the
+            same ``columns=`` (``method="svi"`` with a ``batch_size``; keyword arguments are
+            then constants; see :mod:`blayers_core.io.parquet`); or such a stream opened
+            beforehand with :func:`~blayers_core.io.parquet.open_parquet` (to choose its
+            ``shuffle_rows``), or any :class:`~blayers_core.plugin.RowStream`.
+        columns: with a DataFrame or Parquet data, ``{"x": ["age", "bmi"], "g": "group"}`` maps
+            an argument to a list of columns (an ``(n, k)`` matrix) or one column (``(n,)``); or a
             :class:`~blayers_core.io.frames.DataEncoder` built beforehand with ``from_frame``.
         method: a registered method name, a method built by :func:`blayers_core.method`, or any
             object with ``run(problem)`` (:class:`~blayers_core.contract.protocols.InferenceMethod`).
@@ -119,7 +132,9 @@ def fit(
             (an int), or a sequence of ``jax.Device``. svi: each device holds an equal share of
             the rows and computes its share of every batch (``batch_size`` divisible by the
             number of devices); nuts, hmc: the chains are split across them (``num_chains``
-            divisible by it); svgd raises. ``None`` (the default): one device, as always.
+            divisible by it); svgd raises. ``None`` (the default): one device, as always. In
+            several processes (:mod:`blayers_core.distributed`), every device of every
+            process, each process giving its own rows; ``devices=`` must be left unset.
         **data_kwargs: the model's arguments.
 
     Raises:
@@ -160,6 +175,11 @@ def fit(
         devices=devices,
     )
     check_model_arguments(model, data_kwargs, preferred=getattr(chosen, "name", None))
+    if is_parquet_source(data) or isinstance(data, RowStream):  # rows read from disk in batches
+        streamed, stream_encoder, signature = _stream_problem(
+            model, data, columns, data_kwargs, chosen, options
+        )
+        return _run(chosen, _Wrap(streamed, chosen, stream_encoder, signature))
     check_fit_data_not_empty(data, data_kwargs)
     encoded, encoder = encode_fit_data(model, data, columns, data_kwargs)
     arguments, series = encode_series(_merge_data(encoded, data_kwargs))
@@ -167,14 +187,81 @@ def fit(
         encoder = DataEncoder(series) if encoder is None else encoder.with_arguments(series)
     split = split_rows_and_constants(arguments, options.num_obs)
     problem = _problem(model, split, options)
-    as_result = _Wrap(problem, chosen, encoder, data_signature(split.rows))
+    return _run(chosen, _Wrap(problem, chosen, encoder, data_signature(split.rows)))
+
+
+def _run(chosen: ConfiguredMethod | InferenceMethod, as_result: _Wrap) -> FitResult:
+    """Run the method on the problem and wrap its outcome (or a fault's) as the result."""
     try:
-        outcome = chosen.run(problem)
+        outcome = chosen.run(as_result.problem)
     except NonFiniteLossError as error:
         if isinstance(error.result, InferenceOutcome):
             error.result = as_result(error.result)
         raise
     return as_result(outcome)
+
+
+#: Methods that need every row in memory, and so cannot fit a stream.
+IN_MEMORY_METHODS = ("nuts", "hmc", "svgd")
+
+
+def _stream_problem(
+    model: ModelFn,
+    data: Any,
+    columns: Mapping[str, str | Sequence[str]] | DataEncoder | None,
+    keywords: Mapping[str, Any],
+    chosen: ConfiguredMethod | InferenceMethod,
+    options: FitOptions,
+) -> tuple[FitProblem, DataEncoder | None, DataSignature]:
+    """The fit of rows streamed from Parquet (``data=`` a path or a pyarrow Dataset, or a
+    :class:`~blayers_core.contract.inference.RowStream` opened beforehand), after the dry run on
+    its first rows; the keywords are constants.
+
+    Raises:
+        DataError: a method that needs the rows in memory, a keyword with one value per row, or
+            unreadable columns (:func:`~blayers_core.io.parquet.open_parquet`).
+        ValueError: no ``batch_size``, or ``num_obs=``.
+    """
+    name = getattr(chosen, "name", None)
+    if name in IN_MEMORY_METHODS:
+        raise DataError(
+            f"method {name!r} needs the data in memory; stream Parquet with method='svi' and "
+            "batch_size=..., or read it with pandas (pd.read_parquet) and pass the DataFrame"
+        )
+    config = getattr(chosen, "config", {})
+    if name == DEFAULT_METHOD and config.get("batch_size") is None:
+        raise ValueError(
+            "batch_size= is needed to stream Parquet data: the rows are read from disk in "
+            "batches of that many rows; pass e.g. batch_size=1024"
+        )
+    if options.num_obs is not None:
+        raise ValueError(
+            f"num_obs={options.num_obs} does not apply to Parquet data: its rows are counted "
+            "from the files' metadata, and keyword arguments are constants; leave num_obs= out"
+        )
+    if isinstance(data, RowStream):  # opened beforehand, e.g. open_parquet(..., shuffle_rows=)
+        if columns is not None or keywords:
+            raise DataError(
+                "data= is a stream opened beforehand: give its columns and constants when "
+                "opening it (open_parquet(path, model=..., columns=..., constants=...)), not to "
+                "fit"
+            )
+        stream = data
+    else:
+        stream = open_parquet(data, model=model, columns=columns, constants=keywords)
+    for key, value in keywords.items():
+        if leading_dimension(value) == stream.num_rows and stream.num_rows > 1:
+            raise DataError(
+                f"argument {key!r} has one value per row ({stream.num_rows}), but with Parquet "
+                "data= the rows come from the files: add it as a column (and to columns=), or "
+                "pass a constant"
+            )
+    batch_size = config.get("batch_size") or stream.num_rows
+    first = stream.first_rows(dry_run_rows(batch_size))
+    # The dry run checks the first rows; the others are checked for missing and non-finite
+    # values as they are read.
+    problem = _problem(model, stream, options, checked=(first, stream.constants))
+    return problem, getattr(stream, "encoder", None), data_signature(first)
 
 
 def resolve_method(
@@ -245,17 +332,28 @@ def check_model_arguments(
     )
 
 
-def _problem(model: ModelFn, split: SplitData, options: FitOptions) -> FitProblem:
-    """The fit as a method sees it, after the dry run checked every row (bad input raises)."""
-    checked = dry_run(model, split.rows, split.constants, seed=options.seed)
+def _problem(
+    model: ModelFn,
+    data: SplitData | RowStream,
+    options: FitOptions,
+    *,
+    checked: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+) -> FitProblem:
+    """The fit as a method sees it, after the dry run checked the rows (bad input raises):
+    every row in memory, or the ``(rows, constants)`` of ``checked`` (a stream's first rows)."""
+    if checked is None:
+        assert isinstance(data, SplitData)
+        checked = (data.rows, data.constants)
+    rows, constants = checked
+    checked_run = dry_run(model, rows, constants, seed=options.seed)
     return FitProblem(
         model=model,
-        data=split,
+        data=data,
         seed=options.seed,
         num_samples=options.num_samples,
         progress_bar=options.progress_bar,
-        observed_sites=checked.observed_sites,
-        deterministic_sites=checked.deterministic_sites,
+        observed_sites=checked_run.observed_sites,
+        deterministic_sites=checked_run.deterministic_sites,
         devices=options.devices,
     )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 
 from blayers_core.contract._typing import Array, GuideFn, ModelFn
+from blayers_core.contract.errors import DataError
 from blayers_core.contract.population import allow_population_codes
 from blayers_core.engine.data import DataSignature
 from blayers_core.io.frames import (
@@ -24,8 +25,14 @@ from blayers_core.io.frames import (
     encode_prediction_data,
     encode_prediction_series,
 )
+from blayers_core.io.parquet import (
+    is_parquet_source,
+    open_for_prediction,
+    pieces_in_order,
+    write_predictions,
+)
 from blayers_core.results import predictive
-from blayers_core.results.predictive import Predictions
+from blayers_core.results.predictive import Predictions, join_predictions
 from blayers_core.results.summary import summarize
 
 if TYPE_CHECKING:
@@ -109,8 +116,9 @@ class FitResult:
         chunk_rows: int | None = None,
         data: Any = None,
         unseen: Unseen = "error",
+        output: str | os.PathLike[str] | None = None,
         **new_data: Any,
-    ) -> Predictions:
+    ) -> Predictions | Path:
         """Posterior predictive mean, sd and quantiles of an observed site for new rows.
 
         Leave the target out (the model's ``y=None`` default makes the link draw it). Constants
@@ -126,10 +134,15 @@ class FitResult:
             quantiles: explicit quantile levels instead of ``interval`` (``()`` for none).
             return_draws: keep the ``(num_samples, n, ...)`` draws on the result.
             chunk_rows: rows per compiled chunk (default: about 8M values per chunk).
-            data: a DataFrame (encoded as in training; see :mod:`blayers_core.io.frames`) or a
-                mapping of the model's arguments.
+            data: a DataFrame (encoded as in training; see :mod:`blayers_core.io.frames`), a
+                mapping of the model's arguments, or Parquet data (a ``.parquet`` file, a folder
+                of them, a ``pyarrow.dataset.Dataset``) read a few row groups at a time, in order
+                (:mod:`blayers_core.io.parquet`).
             unseen: ``"error"`` (default) raises on a categorical level not seen in training;
                 ``"population"`` predicts such rows at the population level.
+            output: with Parquet ``data``, write the predictions to this Parquet file instead of
+                returning them (columns ``mean``, ``sd``, ``q0.05``, ..., the input's rows in
+                order, memory bounded) and return its path.
             **new_data: the model's row arrays (and constants to override); a categorical
                 Series is encoded with the levels it had in training.
 
@@ -147,6 +160,13 @@ class FitResult:
             "return_draws": return_draws,
             "chunk_rows": chunk_rows,
         }
+        if is_parquet_source(data):
+            return self._predict_parquet(data, output, site, unseen, options, new_data)
+        if output is not None:
+            raise ValueError(
+                "output= writes the predictions of Parquet data= to a file; with other data "
+                "predict returns them (leave output= out)"
+            )
         arguments = encode_prediction_series(
             self.encoder,
             {
@@ -165,6 +185,38 @@ class FitResult:
                 data_signature=self.data_signature,
                 **options,
             )
+
+    def _predict_parquet(
+        self,
+        data: Any,
+        output: str | os.PathLike[str] | None,
+        site: str | None,
+        unseen: Unseen,
+        options: Mapping[str, Any],
+        new_data: Mapping[str, Any],
+    ) -> Predictions | Path:
+        """:meth:`predict` on Parquet rows read a few row groups at a time, in order."""
+        if self.encoder is None:
+            raise DataError(
+                "this result was fitted on arrays, so it has no column encoder to read Parquet "
+                "columns with; pass the new data as arrays (predict(x=...)), or fit on a "
+                "DataFrame or on Parquet data"
+            )
+        if output is not None and options["return_draws"]:
+            raise ValueError("return_draws=True cannot be written to output=; leave one out")
+        dataset, _ = open_for_prediction(data)
+
+        def parts() -> Iterator[Predictions]:
+            for table in pieces_in_order(dataset):
+                part = self.predict(data=table, site=site, unseen=unseen, **options, **new_data)
+                assert isinstance(part, Predictions)
+                yield part
+
+        if output is not None:
+            return write_predictions(
+                ((p.mean, p.sd, p.quantile_levels, p.quantiles) for p in parts()), output
+            )
+        return join_predictions(list(parts()))
 
     def _observed_site(self, site: str | None) -> str:
         if site is None:

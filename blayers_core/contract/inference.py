@@ -7,16 +7,23 @@ them by running the model once over every row (the dry run), and calls
 :class:`InferenceOutcome`: draws of every latent site, plus what it has of a fitted guide, a loss
 history or Markov chains. ``fit`` wraps the outcome in a :class:`~blayers_core.FitResult`, so
 ``predict``, ``summary``, ``to_arviz`` and ``save`` work the same for every method.
+
+Data streamed from disk (Parquet larger than memory) reach the method as a :class:`RowStream`
+instead of :class:`SplitData`: batches read on demand, the same for the same seed and step. Only
+the dry run's first rows are checked before the method runs.
 """
 
 from __future__ import annotations
 
+import abc
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import numpy as np
 
 from blayers_core.contract._typing import GuideFn, ModelFn
+from blayers_core.contract.errors import DataError
 
 
 @attrs.frozen
@@ -29,6 +36,101 @@ class SplitData:
 
 
 @attrs.frozen(kw_only=True)
+class HostBatch:
+    """One training step's rows from a :class:`RowStream`, on the host.
+
+    Attributes:
+        rows: ``{argument: (B, ...)}``; slots past the real rows repeat real rows (finite).
+        mask: ``(B,)`` bool, ``True`` for the real rows.
+        row_ids: ``(B,)`` int64: each slot's row, counted in the data's own order.
+    """
+
+    rows: dict[str, np.ndarray]
+    mask: np.ndarray
+    row_ids: np.ndarray
+
+
+class RowStream(abc.ABC):
+    """Row data read in batches from outside memory (e.g. Parquet files), as a method sees it.
+
+    ``fit`` hands a method one of these as ``FitProblem.data`` instead of :class:`SplitData` when
+    the rows do not live in memory. Its batches are a deterministic function of ``(seed, step)``:
+    a run that resumes at step ``s`` gets the same batches as one that never stopped. Every row
+    is in exactly one batch of each epoch of ``S = ceil(num_rows / B)`` steps; the last batch of
+    an epoch may be short, its padding slots masked out (:attr:`HostBatch.mask`).
+
+    Attributes:
+        num_rows: ``N``, the rows of the data.
+        constants: the model's other arguments, passed whole to every call.
+    """
+
+    num_rows: int
+    constants: dict[str, Any]
+
+    @property
+    def rows(self) -> dict[str, Any]:
+        """Not available: the rows are not in memory. A method that needs every row at once
+        (``problem.data.rows``) cannot fit a stream."""
+        raise TypeError(
+            "this inference method needs the data in memory (problem.data.rows), but the data "
+            "are streamed from disk; stream Parquet with method='svi' and batch_size=..., or "
+            "read the data into memory (e.g. with pandas) first"
+        )
+
+    @property
+    @abc.abstractmethod
+    def row_layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
+        """``{argument: (trailing shape, dtype)}`` of the rows of every batch."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """What the rows are read from, for messages (``"Parquet file data.parquet"``)."""
+
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A hash of what fixes the batches (files, row counts, columns), for checkpoints."""
+
+    @abc.abstractmethod
+    def first_rows(self, count: int) -> dict[str, np.ndarray]:
+        """At least ``min(count, num_rows)`` rows from the start of the data, in order."""
+
+    @abc.abstractmethod
+    def batches(
+        self,
+        *,
+        batch_size: int,
+        seed: int,
+        shuffle: bool,
+        first_step: int = 0,
+        steps_per_epoch: int | None = None,
+    ) -> Iterator[HostBatch]:
+        """The batches of steps ``first_step, first_step + 1, ...`` (epoch after epoch, without
+        end), ``batch_size`` slots each; the same for the same arguments.
+
+        ``steps_per_epoch`` (at least ``ceil(num_rows / batch_size)``, the default): an epoch
+        ends with batches of padding only (every slot masked) up to that many steps; several
+        processes, each streaming its own part, use it to agree on the epoch's length."""
+
+    @abc.abstractmethod
+    def part(self, index: int, count: int) -> RowStream:
+        """Part ``index`` of ``count`` disjoint parts that hold every row together (what
+        process ``index`` of ``count`` reads); its ``HostBatch.row_ids`` still count in the
+        whole data."""
+
+
+def in_memory(data: SplitData | RowStream, method: str) -> SplitData:
+    """``data``, when its rows are in memory; for a :class:`RowStream`, a :class:`DataError`
+    saying that ``method`` (its name, for the message) needs them there."""
+    if isinstance(data, RowStream):
+        raise DataError(
+            f"method {method!r} needs the data in memory, but {data.describe()} is streamed from "
+            "disk; stream Parquet with method='svi' and batch_size=..., or read the data into "
+            "memory (e.g. with pandas) first"
+        )
+    return data
+
+
+@attrs.frozen(kw_only=True)
 class FitProblem:
     """One fit, as a method sees it; the data are already checked.
 
@@ -36,7 +138,9 @@ class FitProblem:
 
     Attributes:
         model: the NumPyro model function.
-        data: the row arrays (leading dimension ``data.num_rows``) and the constants.
+        data: the row arrays (leading dimension ``data.num_rows``) and the constants; or a
+            :class:`RowStream` when the rows are read from disk in batches (only methods that
+            train on minibatches can fit those).
         seed: seeds everything random in the fit.
         num_samples: posterior draws to keep (per chain for MCMC); ``None``: the method's default.
         progress_bar: show a progress bar.
@@ -48,7 +152,7 @@ class FitProblem:
     """
 
     model: ModelFn
-    data: SplitData
+    data: SplitData | RowStream
     seed: int = 0
     num_samples: int | None = None
     progress_bar: bool = False

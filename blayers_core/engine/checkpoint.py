@@ -260,28 +260,44 @@ class Checkpointer:
         keep: how many of the newest checkpoints to keep.
         meta: what must match on resume (seed, rows, batch size, total steps, data fingerprint,
             and the record of :data:`RECORD_KEYS`: components, latent sites, state leaves).
+        writer: ``False``: only read (resume); :meth:`save` writes nothing. A fit in several
+            processes resumes in every process from the checkpoints its first process writes.
 
     Opening the folder removes the temporary files of checkpoint writers that died mid-write
     (a process id that no longer runs on this host; see
     :func:`~blayers_core.engine.atomic.remove_stale_temporaries`).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], meta: Mapping[str, Any], keep: int = 3):
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        meta: Mapping[str, Any],
+        keep: int = 3,
+        *,
+        writer: bool = True,
+    ):
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.directory, lambda target: bool(_NAME.match(target)))
+        self.writer = writer
+        if writer:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.directory, lambda target: bool(_NAME.match(target)))
         self.meta = dict(meta)
         self.keep = keep
 
     def paths(self) -> list[Path]:
         """Checkpoint files, oldest first."""
+        if not self.directory.is_dir():  # a reader's, before the writer made it
+            return []
         found = [p for p in self.directory.iterdir() if _NAME.match(p.name)]
         return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))  # type: ignore[union-attr]
 
     def save(self, state: Any, step: int, losses: np.ndarray) -> Path:
-        """Write the checkpoint for ``step`` atomically and prune old ones."""
+        """Write the checkpoint for ``step`` atomically and prune old ones (a reader, e.g. every
+        process but the first of a fit in several processes, writes nothing)."""
+        if not self.writer:
+            return self.directory / f"ckpt-{int(step):010d}.blc"
         leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(state)]
         buffer = io.BytesIO()
         meta = {**self.meta, "step": int(step), "format": FORMAT, "num_leaves": len(leaves)}

@@ -30,6 +30,18 @@ minibatch (:func:`prepare_sharded_data`):
 device whenever ``D`` divides the one-device blocks per batch (``B = 64``, ``D = 4``: yes);
 otherwise the blocks are smaller.
 
+Several processes
+-----------------
+With ``jax.distributed`` (:mod:`blayers_core.distributed`) and ``jax.process_count() > 1``, the
+mesh holds every device of every process, ordered by process, and the rows each process gives
+``fit`` are its own: they never leave it (:class:`ProcessRows`, :func:`prepare_process_data`).
+Each process shuffles its rows once and deals them to its devices; a device's share of the slots
+holds its ``r_d`` rows first, then padding. The batches are the same blocks as above (each
+device ``B / D`` slots of every batch); the padding mask comes from the shares
+(``slot < r_d``) instead of ``slot < N``, and the schedule has enough steps per epoch for the
+largest share. Every process runs the same program on the same replicated state, so all end with
+the same parameters; :func:`process_local` hands each its copy as NumPy arrays.
+
 NUTS and HMC split their chains across the chosen devices
 (:mod:`~blayers_core.engine.mcmc_program`); a method that cannot use several devices raises
 (:func:`require_one_device`).
@@ -37,16 +49,20 @@ NUTS and HMC split their chains across the chosen devices
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from numpyro.infer.svi import SVIState
 
 from blayers_core.contract._typing import Array
+from blayers_core.contract.errors import DataError
 from blayers_core.contract.inference import SplitData
 from blayers_core.engine.data import split_constants
 from blayers_core.engine.minibatch import BatchSchedule, gather_blocks
@@ -70,6 +86,8 @@ def resolve_devices(spec: Any) -> tuple[Any, ...] | None:
             device given twice or not a local device of this process; the message says how
             many devices there are.
     """
+    if several_processes():
+        return _every_process_devices(spec)
     if spec is None:
         return None
     local = tuple(jax.local_devices())
@@ -97,6 +115,36 @@ def resolve_devices(spec: Any) -> tuple[Any, ...] | None:
     raise TypeError(f"devices must be {DEVICES_HELP}; got {spec!r} ({have})")
 
 
+def several_processes() -> bool:
+    """Whether this fit runs in several processes (``jax.distributed`` initialised with more
+    than one; see :func:`blayers_core.distributed.initialize`)."""
+    return bool(jax.process_count() > 1)
+
+
+def _every_process_devices(spec: Any) -> tuple[Any, ...]:
+    """Several processes: ``None`` and ``"all"`` mean every device of every process, ordered
+    by process (so that each process's devices are consecutive on the mesh); anything else
+    raises."""
+    if spec is None or (isinstance(spec, str) and spec == "all"):
+        return tuple(sorted(jax.devices(), key=lambda d: (d.process_index, d.id)))
+    raise ValueError(
+        f"devices={spec!r}: this fit runs in {jax.process_count()} processes "
+        "(jax.distributed), and then it uses every device of every process; leave devices= "
+        "unset (or 'all'). To use fewer devices, start each process with fewer "
+        "(e.g. CUDA_VISIBLE_DEVICES, or local_device_ids= in blayers_core.distributed.initialize)"
+    )
+
+
+def require_one_process(what: str) -> None:
+    """Raise when the fit runs in several processes, for ``what`` (a method) that runs in one."""
+    if several_processes():
+        raise ValueError(
+            f"{what} runs in one process, but this fit runs in "
+            f"{jax.process_count()} (jax.distributed): use method='svi', which splits the rows "
+            "across processes, or run this method in a single process"
+        )
+
+
 def row_mesh(devices: Sequence[Any]) -> Mesh:
     """The one-axis mesh (axis :data:`ROW_AXIS`) of ``devices``, in their order."""
     return Mesh(np.array(list(devices)), (ROW_AXIS,))
@@ -105,6 +153,7 @@ def row_mesh(devices: Sequence[Any]) -> Mesh:
 def require_one_device(devices: tuple[Any, ...] | None, method: str) -> None:
     """Raise when ``devices`` names more than one device (or one that is not the default), for
     a method that runs on one device only."""
+    require_one_process(f"method {method!r}")
     if devices is None or devices == (jax.devices()[0],):
         return
     raise ValueError(
@@ -201,9 +250,11 @@ class ShardedTrainingProgram(TrainingProgram):
         chunk_size: int,
         static_constants: Mapping[str, Any],
         mesh: Mesh,
+        per_device: tuple[int, ...] | None = None,
     ) -> None:
-        super().__init__(svi, schedule, chunk_size, static_constants)
-        self.mesh = mesh
+        super().__init__(svi, schedule, chunk_size, static_constants, mesh)
+        self.mesh: Mesh = mesh
+        self.per_device = per_device
         self._gather = self._local_gather()
 
     def _local_gather(self) -> Callable[..., Any]:
@@ -222,22 +273,20 @@ class ShardedTrainingProgram(TrainingProgram):
         """The batch with each device's ``B / D`` rows copied from its own shard, and the
         real-slot mask in that (device-grouped) order."""
         grouped = blocks_by_device(blocks, self.mesh.size)
-        return self._gather(dict(rows), grouped), self.schedule.real_slots(grouped)
-
-    def run_chunk(
-        self,
-        state: SVIState,
-        first_step: int,
-        num_steps: int,
-        rows: Mapping[str, Array],
-        constants: Mapping[str, Any],
-        shuffle_key: Array,
-    ) -> tuple[SVIState, Array, Array]:
-        """:meth:`TrainingProgram.run_chunk` with ``state`` replicated on the mesh (a state
-        restored from a checkpoint comes from the host)."""
-        return super().run_chunk(
-            replicate(state, self.mesh), first_step, num_steps, rows, constants, shuffle_key
+        real = (
+            self.schedule.real_slots(grouped)
+            if self.per_device is None
+            else self._real_in_shards(grouped)
         )
+        return self._gather(dict(rows), grouped), real
+
+    def _real_in_shards(self, blocks: Array) -> Array:
+        """Several processes: ``(len(blocks) * b,)`` bool, whether each slot of ``blocks`` holds
+        one of the real rows of its device (the first ``r_d`` of device ``d``'s shard)."""
+        d, b = self.mesh.size, self.schedule.block_size
+        real = jnp.asarray(np.array(self.per_device, dtype=np.int32))[blocks % d]
+        local_slots = (blocks // d)[:, None] * b + jnp.arange(b, dtype=blocks.dtype)
+        return (local_slots < real[:, None]).reshape(-1)
 
 
 def sharded_program_for(
@@ -247,12 +296,22 @@ def sharded_program_for(
     schedule: BatchSchedule,
     chunk_size: int,
     mesh: Mesh,
+    per_device: tuple[int, ...] | None = None,
 ) -> ShardedTrainingProgram:
-    """The cached program for this SVI, schedule, chunk size, data layout and mesh."""
+    """The cached program for this SVI, schedule, chunk size, data layout and mesh (and, with
+    several processes, the real rows on each device)."""
     key = (
         "sharded",
         svi_key,
-        (schedule.num_rows, schedule.batch_size, schedule.shuffle, schedule.num_devices),
+        (
+            schedule.num_rows,
+            schedule.batch_size,
+            schedule.shuffle,
+            schedule.num_devices,
+            schedule.steps_per_epoch,
+            schedule.always_blocks,
+        ),
+        per_device,
         chunk_size,
         tuple(device.id for device in mesh.devices.flat),
         data_signature(data.rows),
@@ -262,8 +321,128 @@ def sharded_program_for(
     program = get_program(
         key,
         lambda: ShardedTrainingProgram(
-            build_svi(), schedule, chunk_size, data.static_constants, mesh
+            build_svi(), schedule, chunk_size, data.static_constants, mesh, per_device
         ),
     )
     assert isinstance(program, ShardedTrainingProgram)
     return program
+
+
+@attrs.frozen
+class ProcessRows:
+    r"""How the rows of several processes share the mesh (``jax.process_count() > 1``).
+
+    Process ``p`` gives ``n_p`` rows (the rows given to ``fit`` there) and owns ``L_p``
+    consecutive devices of the mesh; its rows are dealt to them as evenly as possible, device
+    ``d`` holding ``r_d`` real rows at the start of its share of ``Z = S B / D`` slots, the rest
+    of the share padding (repeats of its rows, masked out of the loss). No row moves between
+    processes.
+
+    The schedule is the one-device schedule of ``N = sum_p n_p`` rows, with enough steps per
+    epoch that every share holds its rows:
+
+    .. math::
+        S = \max\Big(\big\lceil N / B \big\rceil,\;
+            \big\lceil D \max_d r_d / B \big\rceil\Big),
+
+    and each batch takes ``B / D`` slots of every device (see the module docstring), so a
+    batch mixes the rows of every process. Every real row weighs ``S`` in its batch (the
+    row weight ``S B / N`` on top of the loss's ``N / B``): one epoch's mean loss is the
+    full-data loss, as on one device.
+
+    Attributes:
+        counts: ``n_p`` by process.
+        per_device: ``r_d`` in mesh order.
+    """
+
+    counts: tuple[int, ...]
+    per_device: tuple[int, ...]
+
+    @property
+    def num_rows(self) -> int:
+        """``N``: the rows of every process together."""
+        return sum(self.counts)
+
+    def min_steps_per_epoch(self, batch_size: int) -> int:
+        """Steps an epoch needs so that every device's share holds its real rows."""
+        return math.ceil(len(self.per_device) * max(self.per_device) / batch_size)
+
+
+def process_rows(num_local_rows: int, mesh: Mesh) -> ProcessRows:
+    """Every process's row count (gathered from all of them) and the real rows of each device.
+
+    Raises:
+        DataError: a process has fewer rows than devices.
+    """
+    counts = tuple(
+        int(c) for c in multihost_utils.process_allgather(np.array(num_local_rows, np.int64))
+    )
+    owners = [device.process_index for device in mesh.devices.flat]
+    per_device: list[int] = []
+    for process, count in enumerate(counts):
+        devices = owners.count(process)
+        if count < devices:
+            raise DataError(
+                f"process {process} gave fit {count} rows but has {devices} devices: every "
+                "device needs at least one row. Give each process at least as many rows as it "
+                "has devices (the rows given to fit in each process are that process's share)"
+            )
+        share, extra = divmod(count, devices)
+        per_device += [share + (i < extra) for i in range(devices)]
+    return ProcessRows(counts, tuple(per_device))
+
+
+def prepare_process_data(
+    split: SplitData, schedule: BatchSchedule, seed: int, mesh: Mesh, layout: ProcessRows
+) -> PreparedData:
+    """Several processes: this process's rows (``split``), shuffled once on the host (a
+    permutation drawn from ``seed`` and the process index), dealt to its devices (``r_d``
+    each, :class:`ProcessRows`), each device's share padded to ``Z`` slots by repeating its
+    rows, and assembled into global row arrays with
+    ``jax.make_array_from_process_local_data``; the array constants replicated (every process
+    passes the same)."""
+    me = jax.process_index()
+    share = schedule.num_slots // mesh.size
+    n = split.num_rows
+    order = np.random.default_rng([seed, me]).permutation(n) if schedule.shuffle else np.arange(n)
+    pieces, start = [], 0
+    for index, device in enumerate(mesh.devices.flat):
+        if device.process_index != me:
+            continue
+        real = layout.per_device[index]
+        pieces.append(order[start : start + real][np.arange(share) % real])
+        start += real
+    local = np.concatenate(pieces)
+    sharding = NamedSharding(mesh, _spec(ROW_AXIS))
+    rows = {}
+    for name, value in split.rows.items():
+        host = _host(np.asarray(value)[local])
+        global_shape = (mesh.size * share, *host.shape[1:])
+        rows[name] = jax.make_array_from_process_local_data(  # type: ignore[no-untyped-call]
+            sharding, host, global_shape
+        )
+    array_constants, static = split_constants(split.constants)
+    constants = {k: replicate(_host(np.asarray(v)), mesh) for k, v in array_constants.items()}
+    return PreparedData(rows, constants, static, local, n, processes=jax.process_count())
+
+
+def process_local(tree: Any) -> Any:
+    """``tree`` with every array as a NumPy array of this process: a result of several
+    processes (replicated arrays spanning every process) for ``predict`` and ``save`` here."""
+
+    def local(leaf: Any) -> Any:
+        if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+            return leaf
+        if leaf.is_fully_replicated:
+            return np.asarray(leaf.addressable_data(0))
+        return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+
+    return jax.tree_util.tree_map(local, tree)
+
+
+def every_process_fingerprint(fingerprint: str) -> str:
+    """One fingerprint of every process's data: the SHA-256 of each process's ``fingerprint``
+    (hex), gathered in process order."""
+    mine = np.frombuffer(bytes.fromhex(fingerprint), dtype=np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(mine))
+    return hashlib.sha256(every.tobytes()).hexdigest()

@@ -17,13 +17,13 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from blayers_core.contract._typing import ModelFn
-from blayers_core.contract.inference import FitProblem, InferenceOutcome
+from blayers_core.contract.inference import FitProblem, InferenceOutcome, in_memory
 from blayers_core.engine.components import (
     component_key,
     learning_rate_key,
     resolve_optimizer,
 )
-from blayers_core.engine.devices import require_one_device
+from blayers_core.engine.devices import require_one_device, require_one_process
 
 #: Draws per chain when ``fit`` is not given ``num_samples``.
 DEFAULT_DRAWS_PER_CHAIN = 1000
@@ -53,9 +53,10 @@ def sample_with_kernel(
     """
     from blayers_core.engine.mcmc import check_diagnostics, sample_mcmc  # imported when used
 
+    require_one_process("Markov chain Monte Carlo (nuts, hmc)")
     draws = sample_mcmc(
         problem.model,
-        problem.data,
+        in_memory(problem.data, getattr(kernel_key, "name", type(kernel_key).__name__.lower())),
         kernel=kernel,
         kernel_key=kernel_key,
         num_warmup=num_warmup,
@@ -103,7 +104,7 @@ def stein_variational(
 
     outcome = run_svgd(
         problem.model,
-        problem.data,
+        in_memory(problem.data, "svgd"),
         num_particles=num_particles,
         num_steps=num_steps,
         optimizer=resolve_optimizer(optimizer, learning_rate),

@@ -113,12 +113,19 @@ class BatchSchedule:
         shuffle: draw a new block order every epoch (``False``: rows in order).
         num_devices: ``D``, devices that share every batch (``fit(..., devices=...)``); the block
             size is chosen so that a batch's blocks are a multiple of ``D``. ``1``: one device.
+        min_steps_per_epoch: at least this many steps (``S``) per epoch. Several processes
+            (:mod:`blayers_core.engine.devices`) need enough slots that each device's share
+            holds the rows it is given; ``1``: ``S = ceil(n / B)``.
+        always_blocks: gather every batch block by block, with a padding mask, even when one
+            batch holds all ``n`` rows (several processes: each device's share is padded).
     """
 
     num_rows: int = attrs.field(validator=attrs.validators.gt(0))
     batch_size: int = attrs.field(validator=attrs.validators.gt(0))
     shuffle: bool = True
     num_devices: int = attrs.field(default=1, validator=attrs.validators.gt(0))
+    min_steps_per_epoch: int = attrs.field(default=1, validator=attrs.validators.gt(0))
+    always_blocks: bool = False
     block_size: int = attrs.field(init=False)
     units: np.ndarray = attrs.field(init=False, repr=False, eq=False)
 
@@ -131,7 +138,7 @@ class BatchSchedule:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.num_rows / self.batch_size)
+        return max(math.ceil(self.num_rows / self.batch_size), self.min_steps_per_epoch)
 
     @property
     def num_slots(self) -> int:
@@ -144,7 +151,7 @@ class BatchSchedule:
     @property
     def is_full_batch(self) -> bool:
         """One batch holds every row in order; no gather, no padding."""
-        return self.batch_size == self.num_rows
+        return self.batch_size == self.num_rows and not self.always_blocks
 
     @property
     def has_padding(self) -> bool:

@@ -34,6 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro.infer.svi import SVIState
 
 from blayers_core.contract._typing import Array
@@ -46,6 +47,9 @@ from blayers_core.engine.program_cache import ProgramCache
 PROGRAM_CACHE_SIZE = 16
 
 _PROGRAMS: ProgramCache[TrainingProgram] = ProgramCache(PROGRAM_CACHE_SIZE)
+
+#: On every device of a mesh (the SVI state of a program whose rows are split over devices).
+_REPLICATED = PartitionSpec()  # type: ignore[no-untyped-call]
 
 
 def _all_finite(tree: Any) -> Array:
@@ -62,8 +66,10 @@ class TrainingProgram:
         schedule: BatchSchedule,
         chunk_size: int,
         static_constants: Mapping[str, Any],
+        mesh: Mesh | None = None,
     ) -> None:
         self.svi = svi
+        self.mesh = mesh  # the devices the rows are split over (None: one device)
         self.schedule = schedule
         self.chunk_size = chunk_size
         self.static_constants = dict(static_constants)
@@ -107,6 +113,17 @@ class TrainingProgram:
         table: EpochTable | None,
     ) -> tuple[SVIState, Array]:
         batch, mask = self._batch(step_index, rows, shuffle_key, table)
+        return self._update(state, batch, mask, constants)
+
+    def _update(
+        self,
+        state: SVIState,
+        batch: Mapping[str, Array],
+        mask: Array | None,
+        constants: Mapping[str, Any],
+    ) -> tuple[SVIState, Array]:
+        """One SVI update on ``batch`` (``(B, ...)`` rows); ``mask`` ``(B,)`` marks its real
+        rows when the schedule pads (``None``: every row is real)."""
         arguments = {**batch, **constants, **self.static_constants}
         if mask is None:
             return self.svi.update(state, **arguments)  # type: ignore[no-any-return]
@@ -125,20 +142,41 @@ class TrainingProgram:
         shuffle_key: Array,
     ) -> tuple[SVIState, Array, Array]:
         nan = jnp.array(jnp.nan, dtype=jnp.result_type(float))
-        table = self.schedule.chunk_permutations(first_step, self.chunk_size, shuffle_key)
+        table = self._chunk_permutations(first_step, shuffle_key)
 
-        def body(state: SVIState, step_index: Array) -> tuple[SVIState, Array]:
+        def body(state: SVIState, scanned: tuple[Any, ...]) -> tuple[SVIState, Array]:
             result: tuple[SVIState, Array] = jax.lax.cond(
-                step_index < num_steps,
-                lambda s: self._step(s, step_index, rows, constants, shuffle_key, table),
+                scanned[0] < num_steps,
+                lambda s: self._scanned_step(s, scanned, rows, constants, shuffle_key, table),
                 lambda s: (s, nan),
                 state,
             )
             return result
 
         steps = first_step + jnp.arange(self.chunk_size, dtype=jnp.int32)
-        end, losses = jax.lax.scan(body, state, steps)
+        end, losses = jax.lax.scan(body, state, self._scanned(steps, rows))
         return end, losses, _all_finite(self.svi.get_params(end))
+
+    # The three hooks of a chunk; a streamed chunk (blayers_core.engine.streamed) overrides them.
+    def _chunk_permutations(self, first_step: Array, shuffle_key: Array) -> EpochTable | None:
+        """The block orders of every epoch the chunk's steps reach."""
+        return self.schedule.chunk_permutations(first_step, self.chunk_size, shuffle_key)
+
+    def _scanned(self, steps: Array, rows: Mapping[str, Any]) -> tuple[Any, ...]:
+        """What the chunk's ``lax.scan`` runs over, step index first: ``(steps,)``."""
+        return (steps,)
+
+    def _scanned_step(
+        self,
+        state: SVIState,
+        scanned: tuple[Any, ...],
+        rows: Mapping[str, Any],
+        constants: Mapping[str, Any],
+        shuffle_key: Array,
+        table: EpochTable | None,
+    ) -> tuple[SVIState, Array]:
+        """The step of one entry of :meth:`_scanned`: its batch gathered from ``rows``."""
+        return self._step(state, scanned[0], rows, constants, shuffle_key, table)
 
     # -------------------------------------------------------------------- calls
     def start(
@@ -216,6 +254,8 @@ class TrainingProgram:
         parameters of that state are all finite (a device bool)."""
         if self._chunk_compiling is not None:
             self._chunk_compiling.result()  # compiled ahead (or raises what compiling raised)
+        if self.mesh is not None:  # replicated on the mesh (a state restored comes from the host)
+            state = jax.device_put(state, NamedSharding(self.mesh, _REPLICATED))
         return self._run_chunk(  # type: ignore[no-any-return]
             state, np.int32(first_step), np.int32(num_steps), rows, constants, shuffle_key
         )
@@ -249,12 +289,16 @@ class TrainingProgram:
 
             def draw(key: Array, state: SVIState, rows: Any, constants: Any) -> Any:
                 params = self.svi.get_params(state)
-                first = {k: v[:batch] for k, v in rows.items()}
+                first = self._first_rows(rows, batch)
                 data = {**first, **constants, **self.static_constants}
                 return params, draw_posterior(self.svi.guide, params, key, num_samples, data)
 
             self._draw[num_samples] = jit_once(draw)
         return self._draw[num_samples]
+
+    def _first_rows(self, rows: Any, batch_size: int) -> dict[str, Array]:
+        """The first ``batch_size`` rows of ``rows`` (what the posterior draws' guide sees)."""
+        return {k: v[:batch_size] for k, v in rows.items()}
 
 
 def _ahead(jitted: Any, *args: Any) -> Future[Any] | None:

@@ -23,7 +23,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import jax
@@ -121,6 +121,9 @@ class PreparedData:
     # slot -> position in the device arrays; None: the same (one device). Several devices lay
     # the slots out so that each holds its share of every batch (blayers_core.engine.devices).
     slot_positions: np.ndarray | None = None
+    # processes the rows are spread over (jax.distributed); > 1: each holds its own rows, and
+    # ``order`` maps this process's positions to its rows.
+    processes: int = 1
 
 
 def prepare_data(split: SplitData, schedule: BatchSchedule, seed: int) -> PreparedData:
@@ -180,8 +183,14 @@ def train(
     progress_bar: bool = True,
     checkpointer: Checkpointer | None = None,
     checkpoint_every: int | None = None,
+    feed: ChunkFeed | None = None,
 ) -> TrainingOutcome:
-    """Run steps ``first_step .. num_steps - 1`` of ``program`` from ``state``."""
+    """Run steps ``first_step .. num_steps - 1`` of ``program`` from ``state``.
+
+    ``feed`` gives each chunk its rows argument (default: ``data.rows``, every row on the device,
+    :class:`InMemoryFeed`); a stream's feed hands over the batches of each chunk in turn.
+    """
+    feed = InMemoryFeed(data, shuffle_key) if feed is None else feed
     chunk = program.chunk_size
     history = [np.asarray(losses if losses is not None else np.zeros(0, np.float32))]
     step = first_step
@@ -194,8 +203,9 @@ def train(
     ):
         while step < num_steps and not stop.requested:
             try:
+                rows = feed.rows(step)
                 new_state, device_losses, params_finite = program.run_chunk(
-                    state, step, num_steps, data.rows, data.array_constants, shuffle_key
+                    state, step, num_steps, rows, data.array_constants, shuffle_key
                 )
                 done = min(chunk, num_steps - step)
                 chunk_losses = np.asarray(device_losses)[:done]
@@ -205,7 +215,16 @@ def train(
                 break
             if not finite:
                 raise _diagnose(
-                    program, data, state, step, chunk_losses, new_state, shuffle_key, history
+                    program,
+                    data,
+                    feed,
+                    rows,
+                    state,
+                    step,
+                    chunk_losses,
+                    new_state,
+                    shuffle_key,
+                    history,
                 )
             first_chunk = step == first_step
             state, step = new_state, step + done
@@ -258,9 +277,37 @@ def _stop_on_ctrl_c() -> Iterator[_StopRequest]:
         signal.signal(signal.SIGINT, previous)
 
 
+class ChunkFeed(Protocol):
+    """Where :func:`train` gets each chunk's rows, and a step's rows for a fault's report."""
+
+    def rows(self, step: int) -> Any:
+        """The rows argument of the chunk that starts at ``step``."""
+
+    def batch(self, program: TrainingProgram, step: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """The real rows of ``step``'s batch: their indices in the data as given, and the
+        model's keyword arguments on them."""
+
+
+@attrs.frozen
+class InMemoryFeed:
+    """Every chunk gets all the rows on the device; each step gathers its batch there."""
+
+    data: PreparedData
+    shuffle_key: Array
+
+    def rows(self, step: int) -> Any:
+        return self.data.rows
+
+    def batch(self, program: TrainingProgram, step: int) -> tuple[np.ndarray, dict[str, Any]]:
+        positions = batch_positions(program.schedule, step, self.shuffle_key)
+        return self.data.order[positions], batch_arguments(program, self.data, positions)
+
+
 def _diagnose(
     program: TrainingProgram,
     data: PreparedData,
+    feed: ChunkFeed,
+    chunk_rows: Any,
     start_state: SVIState,
     first: int,
     chunk_losses: np.ndarray,
@@ -268,13 +315,14 @@ def _diagnose(
     shuffle_key: Array,
     history: list[np.ndarray],
 ) -> NonFiniteLossError:
-    """Replay the chunk to find the first bad step and the last finite state before it."""
+    """Replay the chunk (on its rows, ``chunk_rows``) to find the first bad step and the last
+    finite state before it."""
 
     def state_at(step: int) -> tuple[SVIState, bool]:  # after steps first .. step-1; finite?
         if step == first:
             return start_state, program.params_finite(start_state)
         replayed, _, finite = program.run_chunk(
-            start_state, first, step, data.rows, data.array_constants, shuffle_key
+            start_state, first, step, chunk_rows, data.array_constants, shuffle_key
         )
         return replayed, bool(finite)
 
@@ -286,13 +334,22 @@ def _diagnose(
     else:  # the parameters turned non-finite: the update of the step before was at fault
         culprit, what = limit - 1, "the gradient (the parameters became NaN or inf)"
         last_state, _ = state_at(culprit)
-    positions = batch_positions(program.schedule, culprit, shuffle_key)
-    rows = data.order[positions]
     kept = np.concatenate([*history, chunk_losses[: culprit - first]])
+    if data.processes > 1:  # the batch's rows are spread over the processes
+        return NonFiniteLossError(
+            f"training stopped at step {culprit}: {what} was not finite on a batch of rows of "
+            f"all {data.processes} processes. The last finite state (after {culprit} steps) is "
+            "kept on this error (.state, and .result from fit). To find the rows at fault, fit "
+            "each process's rows in one process.",
+            step=culprit,
+            rows=np.zeros(0, dtype=np.int64),
+            state=last_state,
+            losses=kept,
+        )
+    rows, arguments = feed.batch(program, culprit)
     fault = None
     if what == "the loss":
         params = program.svi.get_params(last_state)
-        arguments = batch_arguments(program, data, positions)
         fault = fault_at_guide(
             program.svi.model,
             program.svi.guide,
@@ -376,7 +433,7 @@ def initial_state(
             num_samples=num_samples,
         ).finish()
     except RuntimeError as error:
-        if NUMPYRO_NO_VALID_START not in str(error):
+        if NUMPYRO_NO_VALID_START not in str(error) or data.processes > 1:
             raise
         positions = batch_positions(program.schedule, 0, shuffle_key)
         rows = data.order[positions]
@@ -426,7 +483,14 @@ def svi_run_batched(
 
     Raises:
         NonFiniteLossError: a loss or gradient was not finite (carries the last finite state).
+        ValueError: the program runs in several processes (use ``fit``).
     """
+    if jax.process_count() > 1:
+        raise ValueError(
+            f"svi_run_batched runs in one process, but this program runs in "
+            f"{jax.process_count()} (jax.distributed): use blayers_core.fit, which fits the rows "
+            "of every process together"
+        )
     split = split_rows_and_constants(data, num_obs)
     schedule = BatchSchedule(
         num_rows=split.num_rows, batch_size=batch_size or split.num_rows, shuffle=shuffle

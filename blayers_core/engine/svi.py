@@ -26,7 +26,7 @@ from numpyro.infer import SVI
 
 from blayers_core.contract._typing import Array, ModelFn
 from blayers_core.contract.errors import user_stacklevel
-from blayers_core.contract.inference import FitProblem, InferenceOutcome, SplitData
+from blayers_core.contract.inference import FitProblem, InferenceOutcome, RowStream, SplitData
 from blayers_core.engine.checkpoint import (
     Checkpointer,
     CheckpointError,
@@ -45,9 +45,15 @@ from blayers_core.engine.components import (
     resolve_optimizer,
 )
 from blayers_core.engine.devices import (
+    ProcessRows,
     check_batch_split,
+    every_process_fingerprint,
+    prepare_process_data,
     prepare_sharded_data,
+    process_local,
+    process_rows,
     row_mesh,
+    several_processes,
     sharded_program_for,
 )
 from blayers_core.engine.dry_run import check_minibatch_latents
@@ -55,6 +61,7 @@ from blayers_core.engine.minibatch import BatchSchedule
 from blayers_core.engine.program import TrainingProgram
 from blayers_core.engine.runner import (
     DEFAULT_CHUNK_SIZE,
+    ChunkFeed,
     NonFiniteLossError,
     PreparedData,
     initial_state,
@@ -107,26 +114,41 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
         NonFiniteDensityError: the initialisation found no point with a finite log density.
         ValueError: a per-row latent site while training on minibatches.
     """
+    if isinstance(problem.data, RowStream):  # rows read from disk (blayers_core.engine.streamed)
+        from blayers_core.engine.streamed import train_streamed_svi
+
+        return train_streamed_svi(problem, settings)
     vi, data, model, seed = settings, problem.data, problem.model, problem.seed
-    n = data.num_rows
     mesh = None if problem.devices is None else row_mesh(problem.devices)
+    # Several processes (jax.distributed): each gave its own rows; n counts every process's.
+    layout = process_rows(data.num_rows, mesh) if mesh is not None and several_processes() else None
+    n = data.num_rows if layout is None else layout.num_rows
     if mesh is not None:
         check_batch_split(n, vi.batch_size, mesh.size)
+    batch_size = min(vi.batch_size or n, n)
     schedule = BatchSchedule(
         num_rows=n,
-        batch_size=vi.batch_size or n,
+        batch_size=batch_size,
         shuffle=vi.shuffle,
         num_devices=1 if mesh is None else mesh.size,
+        min_steps_per_epoch=1 if layout is None else layout.min_steps_per_epoch(batch_size),
+        always_blocks=layout is not None,
     )
     total = vi.total_steps(schedule.steps_per_epoch)
     chunk = min(vi.chunk_size, total)
-    minibatched = vi.batch_size is not None and vi.batch_size < n
+    # Several processes pad each device's share, so the loss must weigh rows (N / B) as
+    # minibatch losses do, even when one batch holds every row.
+    minibatched = layout is not None or (vi.batch_size is not None and vi.batch_size < n)
     loss = resolve_loss(vi.loss, num_rows=n, minibatched=minibatched)
     optimizer = resolve_optimizer(vi.optimizer, vi.learning_rate)
     guide = resolve_guide(vi.guide, model)
     if minibatched:  # a per-row latent would be shared between the rows of a batch: refuse it
         check_minibatch_latents(
-            model, data.rows, data.constants, seed=seed, batch_size=schedule.batch_size
+            model,
+            data.rows,
+            data.constants,
+            seed=seed,
+            batch_size=min(schedule.batch_size, data.num_rows),
         )
 
     sample_key, init_key, shuffle_key = fit_keys(seed)
@@ -143,9 +165,19 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
             svi_key, lambda: SVI(model, guide, optimizer, loss), prepared, schedule, chunk
         )
     else:  # the rows split over the devices (blayers_core.engine.devices)
-        prepared = prepare_sharded_data(data, schedule, seed, mesh)
+        prepared = (
+            prepare_sharded_data(data, schedule, seed, mesh)
+            if layout is None
+            else prepare_process_data(data, schedule, seed, mesh, layout)
+        )
         program = sharded_program_for(
-            svi_key, lambda: SVI(model, guide, optimizer, loss), prepared, schedule, chunk, mesh
+            svi_key,
+            lambda: SVI(model, guide, optimizer, loss),
+            prepared,
+            schedule,
+            chunk,
+            mesh,
+            per_device=None if layout is None else layout.per_device,
         )
     num_samples = problem.draws(DEFAULT_NUM_SAMPLES)
     state = initial_state(
@@ -157,32 +189,74 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
         eager=bool(problem.deterministic_sites),
         num_samples=num_samples,
     )
-    finish = _Finisher(program, prepared, vi, num_samples)
+    finish = Finisher(program, prepared, vi, num_samples, local=layout is not None)
 
     checkpointer, first_step, losses = None, 0, None
     if vi.checkpoint_dir is not None:
         record = _checkpoint_record(model, prepared, schedule, vi, state)
-        checkpointer = _checkpointer(vi.checkpoint_dir, data, schedule, seed, total, chunk, record)
+        checkpointer = _checkpointer(
+            vi.checkpoint_dir, data, schedule, seed, total, chunk, record, layout
+        )
         if vi.resume:
-            state, first_step, losses = _resume(checkpointer, state)
+            state, first_step, losses = resume_state(checkpointer, state)
+    return train_then_draw(
+        program,
+        prepared,
+        finish,
+        state=state,
+        keys=(shuffle_key, sample_key),
+        num_steps=total,
+        first_step=first_step,
+        losses=losses,
+        # several processes: process 0 shows the bar (and writes the checkpoints)
+        progress_bar=problem.progress_bar and jax.process_index() == 0,
+        checkpointer=checkpointer,
+        checkpoint_every=whole_chunks(vi.checkpoint_every, chunk),
+    )
+
+
+def train_then_draw(
+    program: TrainingProgram,
+    prepared: PreparedData,
+    finish: Finisher,
+    *,
+    state: Any,
+    keys: tuple[Array, Array],
+    num_steps: int,
+    first_step: int,
+    losses: np.ndarray | None,
+    progress_bar: bool,
+    checkpointer: Checkpointer | None,
+    checkpoint_every: int | None,
+    feed: ChunkFeed | None = None,
+) -> InferenceOutcome:
+    """Train from ``state`` (:func:`~blayers_core.engine.runner.train`, the rows from ``feed``
+    when given), then ``finish``: the outcome with its posterior draws. ``keys``: the batch
+    order's and the draws'.
+
+    Raises:
+        NonFiniteLossError: with ``.result``, the outcome at the last finite state.
+    """
+    shuffle_key, sample_key = keys
     try:
         outcome = train(
             program,
             prepared,
             state=state,
             shuffle_key=shuffle_key,
-            num_steps=total,
+            num_steps=num_steps,
             first_step=first_step,
             losses=losses,
-            progress_bar=problem.progress_bar,
+            progress_bar=progress_bar,
             checkpointer=checkpointer,
-            checkpoint_every=_whole_chunks(vi.checkpoint_every, chunk),
+            checkpoint_every=checkpoint_every,
+            feed=feed,
         )
     except NonFiniteLossError as error:
         error.result = finish(error.state, error.losses, error.step, False, sample_key)
         raise
     if outcome.interrupted:
-        _warn_interrupted(outcome.steps_done, total, vi.checkpoint_dir)
+        _warn_interrupted(outcome.steps_done, num_steps, checkpointer)
     return finish(
         outcome.state, outcome.losses, outcome.steps_done, outcome.interrupted, sample_key
     )
@@ -206,7 +280,7 @@ def _split_seed(seed: Array) -> tuple[Array, Array, Array]:
     return sample, init, shuffle
 
 
-def _whole_chunks(every: int | None, chunk: int) -> int | None:
+def whole_chunks(every: int | None, chunk: int) -> int | None:
     """Steps between checkpoints, rounded up to whole chunks."""
     return None if every is None else -(-every // chunk) * chunk
 
@@ -219,12 +293,14 @@ def _checkpointer(
     total: int,
     chunk: int,
     record: dict[str, Any],
+    layout: ProcessRows | None = None,
 ) -> Checkpointer:
     """The run's checkpointer, with what must match on resume: the run's settings and data, then
-    ``record`` (:func:`_checkpoint_record`)."""
+    ``record`` (:func:`_checkpoint_record`). Several processes (``layout``): the rows of each
+    process (a fingerprint of every process's fingerprint), and only process 0 writes."""
     meta = {
         "seed": int(seed),
-        "num_rows": data.num_rows,
+        "num_rows": data.num_rows if layout is None else layout.num_rows,
         "batch_size": schedule.batch_size,
         "shuffle": bool(schedule.shuffle),
         "num_steps": total,
@@ -234,7 +310,10 @@ def _checkpointer(
     }
     if schedule.num_devices != 1:  # the batches' blocks depend on it (one device: as before)
         meta["num_devices"] = schedule.num_devices
-    return Checkpointer(directory, meta)
+    if layout is not None:
+        meta["data"] = every_process_fingerprint(meta["data"])
+        meta["process_rows"] = list(layout.counts)
+    return Checkpointer(directory, meta, writer=layout is None or jax.process_index() == 0)
 
 
 def _checkpoint_record(
@@ -245,13 +324,13 @@ def _checkpoint_record(
     batch = {k: v[: schedule.batch_size] for k, v in prepared.rows.items()}
     arrays = {**batch, **prepared.array_constants}
     return {
-        "components": _component_records(vi),
+        "components": component_records(vi),
         "sites": model_sites(model, arrays, prepared.static_constants),
         "state": state_entries(state),
     }
 
 
-def _component_records(vi: SVISettings) -> dict[str, Any]:
+def component_records(vi: SVISettings) -> dict[str, Any]:
     """How the loss, guide and optimizer were given (name and config, or the object's type)."""
     return {
         "loss": component_record(vi.loss),
@@ -260,7 +339,9 @@ def _component_records(vi: SVISettings) -> dict[str, Any]:
     }
 
 
-def _resume(checkpointer: Checkpointer, fresh_state: Any) -> tuple[Any, int, np.ndarray | None]:
+def resume_state(
+    checkpointer: Checkpointer, fresh_state: Any
+) -> tuple[Any, int, np.ndarray | None]:
     """The newest valid checkpoint's state, step and losses, or the fresh state at step 0."""
     checkpoint = checkpointer.load_latest()
     if checkpoint is None:
@@ -279,10 +360,10 @@ def _resume(checkpointer: Checkpointer, fresh_state: Any) -> tuple[Any, int, np.
     return restored, checkpoint.step, checkpoint.losses
 
 
-def _warn_interrupted(steps_done: int, total: int, checkpoint_dir: Any) -> None:
+def _warn_interrupted(steps_done: int, total: int, checkpointer: Checkpointer | None) -> None:
     how = (
         "run the same fit(...) call with resume=True to continue"
-        if checkpoint_dir is not None
+        if checkpointer is not None
         else "pass checkpoint_dir= (and resume=True next time) to be able to continue"
     )
     warnings.warn(
@@ -293,7 +374,7 @@ def _warn_interrupted(steps_done: int, total: int, checkpoint_dir: Any) -> None:
     )
 
 
-class _Finisher:
+class Finisher:
     """Builds the outcome from a training state: parameters, losses and posterior draws."""
 
     def __init__(
@@ -302,9 +383,12 @@ class _Finisher:
         prepared: PreparedData,
         settings: SVISettings,
         num_samples: int,
+        *,
+        local: bool = False,
     ) -> None:
         self.program, self.prepared = program, prepared
         self.settings, self.num_samples = settings, num_samples
+        self.local = local  # several processes: every array to this process's memory
 
     def __call__(
         self,
@@ -317,6 +401,8 @@ class _Finisher:
         params, posterior = self.program.draw_posterior(
             sample_key, state, self.num_samples, self.prepared.rows, self.prepared.array_constants
         )
+        if self.local:
+            params, posterior, state = process_local((params, posterior, state))
         return InferenceOutcome(
             posterior_samples=posterior,
             guide=self.program.svi.guide,
@@ -325,5 +411,5 @@ class _Finisher:
             state=state,
             steps_done=steps_done,
             interrupted=interrupted,
-            components=_component_records(self.settings),
+            components=component_records(self.settings),
         )

@@ -286,3 +286,20 @@ def predict(
         quantile_levels=levels,
         quantiles=np.zeros((0, *mean.shape)) if q_values is None else q_values,
     )
+
+
+def join_predictions(parts: Sequence[Predictions]) -> Predictions:
+    """Predictions of consecutive pieces of rows, joined in order along the rows."""
+    first = parts[0]
+    draws = None if first.draws is None else np.concatenate([p.draws for p in parts], axis=1)  # type: ignore[misc]
+    return Predictions(
+        site=first.site,
+        mean=np.concatenate([p.mean for p in parts]),
+        sd=np.concatenate([p.sd for p in parts]),
+        draws=draws,
+        kind=first.kind,
+        quantile_levels=first.quantile_levels,
+        quantiles=np.concatenate([p.quantiles for p in parts], axis=1)
+        if first.quantile_levels
+        else first.quantiles,
+    )
