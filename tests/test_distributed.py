@@ -57,6 +57,7 @@ np.savez(
     beta=np.asarray(result.posterior_samples["beta/beta"]),
     sigma=np.asarray(result.posterior_samples["obs/sigma"]),
     predicted=np.asarray(prediction.mean),
+    num_rows=result.num_rows,
     params=np.concatenate([np.ravel(v) for _, v in sorted(result.params.items())]),
 )
 
@@ -132,7 +133,7 @@ def test_two_processes_fit_one_posterior(tmp_path: Path) -> None:
     for worker, log in zip(workers, logs, strict=True):
         assert worker.returncode == 0, log[-4000:]
     first, second = (np.load(tmp_path / f"fit-{p}.npz") for p in (0, 1))
-    for name in ("losses", "params", "beta", "sigma", "predicted"):  # one result, bit for bit
+    for name in ("losses", "params", "beta", "sigma", "predicted", "num_rows"):  # one result
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
 
     from blayers_core import fit, layer, link
@@ -149,6 +150,7 @@ def test_two_processes_fit_one_posterior(tmp_path: Path) -> None:
     # 1000 rows: 8 batches of 128 an epoch in one process; in two, each device's share of an
     # epoch's slots must hold its 520 rows, so 9 batches (S B / D = 576 slots; padding masked)
     assert len(one.losses) == 150 * 8 and len(first["losses"]) == 150 * 9
+    assert first["num_rows"] == one.num_rows == 1000
     # The batches differ (each holds rows of both processes), so the two fits differ as fits
     # with two seeds do: across six seeds the one-process means of beta spread by about
     # 0.015 (sd), a third of a posterior sd. Half a posterior sd is the tolerance.

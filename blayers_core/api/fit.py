@@ -32,6 +32,7 @@ from blayers_core.engine.data import (
     leading_dimension,
     split_rows_and_constants,
 )
+from blayers_core.engine.devices import process_row_counts
 from blayers_core.engine.dry_run import dry_run
 from blayers_core.engine.runner import NonFiniteLossError
 from blayers_core.engine.streamed import dry_run_rows
@@ -179,7 +180,8 @@ def fit(
         streamed, stream_encoder, signature = _stream_problem(
             model, data, columns, data_kwargs, chosen, options
         )
-        return _run(chosen, _Wrap(streamed, chosen, stream_encoder, signature))
+        num_rows = streamed.data.num_rows
+        return _run(chosen, _Wrap(streamed, chosen, stream_encoder, signature, num_rows))
     check_fit_data_not_empty(data, data_kwargs)
     encoded, encoder = encode_fit_data(model, data, columns, data_kwargs)
     arguments, series = encode_series(_merge_data(encoded, data_kwargs))
@@ -187,7 +189,9 @@ def fit(
         encoder = DataEncoder(series) if encoder is None else encoder.with_arguments(series)
     split = split_rows_and_constants(arguments, options.num_obs)
     problem = _problem(model, split, options)
-    return _run(chosen, _Wrap(problem, chosen, encoder, data_signature(split.rows)))
+    # several processes: each gave its share; the result counts every process's rows
+    num_rows = sum(process_row_counts(split.num_rows))
+    return _run(chosen, _Wrap(problem, chosen, encoder, data_signature(split.rows), num_rows))
 
 
 def _run(chosen: ConfiguredMethod | InferenceMethod, as_result: _Wrap) -> FitResult:
@@ -366,6 +370,7 @@ class _Wrap:
     method: ConfiguredMethod | InferenceMethod
     encoder: DataEncoder | None
     signature: DataSignature
+    num_rows: int  # of every process (several processes: each gave its share)
 
     def __call__(self, outcome: InferenceOutcome) -> FitResult:
         name, record = _method_record(self.method)
@@ -377,7 +382,7 @@ class _Wrap:
             posterior_samples=outcome.posterior_samples,
             observed_sites=self.problem.observed_sites,
             constants=self.problem.data.constants,
-            num_rows=self.problem.data.num_rows,
+            num_rows=self.num_rows,
             state=outcome.state,
             steps_done=outcome.steps_done,
             interrupted=outcome.interrupted,

@@ -43,7 +43,7 @@ largest share. Every process runs the same program on the same replicated state,
 the same parameters; :func:`process_local` hands each its copy as NumPy arrays.
 
 NUTS and HMC split their chains across the chosen devices
-(:mod:`~blayers_core.engine.mcmc_program`); a method that cannot use several devices raises
+(``blayers_core.engine.mcmc_program``); a method that cannot use several devices raises
 (:func:`require_one_device`).
 """
 
@@ -368,15 +368,22 @@ class ProcessRows:
         return math.ceil(len(self.per_device) * max(self.per_device) / batch_size)
 
 
+def process_row_counts(num_local_rows: int) -> tuple[int, ...]:
+    """The rows every process gave ``fit``, by process (gathered from all of them; every
+    process must call it). One process: ``(num_local_rows,)``."""
+    if not several_processes():
+        return (int(num_local_rows),)
+    gathered = multihost_utils.process_allgather(np.array(num_local_rows, np.int64))
+    return tuple(int(c) for c in gathered)
+
+
 def process_rows(num_local_rows: int, mesh: Mesh) -> ProcessRows:
     """Every process's row count (gathered from all of them) and the real rows of each device.
 
     Raises:
         DataError: a process has fewer rows than devices.
     """
-    counts = tuple(
-        int(c) for c in multihost_utils.process_allgather(np.array(num_local_rows, np.int64))
-    )
+    counts = process_row_counts(num_local_rows)
     owners = [device.process_index for device in mesh.devices.flat]
     per_device: list[int] = []
     for process, count in enumerate(counts):
