@@ -274,6 +274,16 @@ def test_a_categorical_series_fits_and_predicts_as_its_codes(make, codes_fit) ->
     np.testing.assert_array_equal(from_series.mean, from_codes.mean)
 
 
+def test_to_arviz_reads_a_categorical_series_as_in_training(series_fit, codes_fit) -> None:
+    pytest.importorskip("arviz")
+    from_series = series_fit.to_arviz(g=categorical_series(), y=target(), seed=1)
+    from_codes = series_fit.to_arviz(g=codes(np.int32), y=target(), seed=1)
+    np.testing.assert_array_equal(
+        np.asarray(from_series["log_likelihood"]["obs"]),
+        np.asarray(from_codes["log_likelihood"]["obs"]),
+    )
+
+
 def test_a_categorical_series_uses_its_declared_order() -> None:
     reordered = fit(effects_model, g=categorical_series(categories=LEVELS[::-1]), y=target(), **FIT)
     assert reordered.levels == {"g": LEVELS[::-1]}

@@ -131,8 +131,20 @@ def test_same_link_name_twice_raises():
         gaussian_link_exp(x[:, :1], y)
         gaussian_link_exp(x[:, 1:], y)
 
-    with pytest.raises(AssertionError, match="unique names"):
+    # named before NumPyro's bare assertion: the link, the site and how to fix it
+    with pytest.raises(
+        blayers_core.DuplicateLayerError, match="already has a site 'obs'"
+    ) as raised:
         trace(model)
+    assert "name='obs_2'" in str(raised.value)
+
+    def scoped():  # the same name under different scopes is two sites
+        with handlers.scope(prefix="a"):
+            gaussian_link_exp(x[:, :1], y)
+        with handlers.scope(prefix="b"):
+            gaussian_link_exp(x[:, 1:], y)
+
+    assert {"a/obs", "b/obs"} <= set(trace(scoped))
 
 
 @pytest.mark.parametrize("name", ["", "a/b", 3])

@@ -259,10 +259,12 @@ class FitResult:
     ) -> Any:
         """An ArviZ ``InferenceData`` (ArviZ 0.x) or ``DataTree`` (1.x); see
         :func:`blayers_core.io.arviz_export.to_arviz`. Pass the training data (target included) to
-        add ``observed_data``, ``log_likelihood`` and ``posterior_predictive`` for ``az.loo``."""
+        add ``observed_data``, ``log_likelihood`` and ``posterior_predictive`` for ``az.loo``;
+        a pandas or polars Series is read as in training (a categorical one as its codes)."""
         from blayers_core.io.arviz_export import to_arviz
 
-        return to_arviz(self, seed=seed, chunk_rows=chunk_rows, coords=coords, dims=dims, **data)
+        arrays = encode_prediction_series(self.encoder, data, "error")
+        return to_arviz(self, seed=seed, chunk_rows=chunk_rows, coords=coords, dims=dims, **arrays)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fit to one ``.npz`` file without pickle (draws, parameters, losses, component

@@ -102,6 +102,18 @@ def _claim_layer_name(name: str, call: str) -> None:
         recorded[1][prefix] = call
 
 
+def _refuse_taken_site(name: str, label: str) -> None:
+    """Raise :class:`DuplicateLayerError` when a site ``name`` (under the active scopes) is
+    already in an active trace: a second link with the same name in one model."""
+    prefix, traces = _site_prefix_and_traces(name)
+    if any(prefix in handler.trace for handler in traces):
+        raise DuplicateLayerError(
+            f"{label}: the model already has a site {prefix!r} (another link with the same "
+            f"name?). Give each link its own name, e.g. link(..., name={prefix + '_2'!r}): a "
+            "second observed variable needs its own site"
+        )
+
+
 def _duplicate_message(
     name: str, prefix: str, first: str, second: str, sites: Sequence[str]
 ) -> str:
@@ -269,6 +281,7 @@ class BaseLink(abc.ABC):
             ValueError: ``mu`` and ``y`` do not match (see :meth:`align`), or ``y`` holds values
                 :meth:`check_target` refuses.
         """
+        _refuse_taken_site(self.name, self.label)
         mu, y = self.align(mu, y)
         if y is not None:
             mu_shape = tuple(mu.shape)

@@ -52,10 +52,11 @@ class ModelMismatchError(ValueError):
 
 
 class DuplicateLayerError(ValueError):
-    """One layer name is used by two layer calls in one model, so their sites would collide.
+    """One layer name is used by two layer calls in one model, so their sites would collide (or
+    two links share their observed site's name).
 
-    Raised when the second call starts, naming the layer and the inputs of both calls; give
-    each call its own name.
+    Raised when the second call starts, naming the layer and the inputs of both calls (or the
+    link and its site); give each call its own name.
     """
 
 
