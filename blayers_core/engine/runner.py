@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import attrs
@@ -413,9 +413,13 @@ def initial_state(
     *,
     eager: bool = False,
     num_samples: int | None = None,
+    first_batch: Callable[[], tuple[np.ndarray, dict[str, Any]]] | None = None,
 ) -> SVIState:
     """``program.init`` on the first batch; when NumPyro finds no initial point with a finite log
     density, a :class:`NonFiniteDensityError` naming the site and row at fault instead.
+
+    ``first_batch`` gives, for that error, the first batch's real rows (their indices in the data
+    as given) and the model's arguments on them; default: gathered from ``data``'s rows in memory.
 
     On a program's first call the training chunk (and the draw of ``num_samples`` posterior
     draws, when given) compile on background threads meanwhile (:meth:`TrainingProgram.start`).
@@ -433,14 +437,18 @@ def initial_state(
             num_samples=num_samples,
         ).finish()
     except RuntimeError as error:
-        if NUMPYRO_NO_VALID_START not in str(error) or data.processes > 1:
+        if NUMPYRO_NO_VALID_START not in str(error):
             raise
-        positions = batch_positions(program.schedule, 0, shuffle_key)
-        rows = data.order[positions]
+        if first_batch is None:
+            if data.processes > 1:  # the batch's rows are spread over the processes
+                raise
+            rows, arguments = InMemoryFeed(data, shuffle_key).batch(program, 0)
+        else:
+            rows, arguments = first_batch()
         raise no_valid_start_error(
             f"the guide's initialisation on the first batch (rows [{_shown(rows)}])",
             program.svi.model,
-            batch_arguments(program, data, positions),
+            arguments,
             num_rows=len(rows),
             row_ids=rows,
             error=error,

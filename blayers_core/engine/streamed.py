@@ -50,20 +50,17 @@ from blayers_core.contract._typing import Array
 from blayers_core.contract.inference import FitProblem, HostBatch, InferenceOutcome, RowStream
 from blayers_core.engine.checkpoint import Checkpointer, model_sites, state_entries
 from blayers_core.engine.components import (
-    component_key,
-    learning_rate_key,
     resolve_guide,
     resolve_loss,
     resolve_optimizer,
 )
 from blayers_core.engine.data import split_constants
 from blayers_core.engine.devices import ROW_AXIS, check_batch_split, replicate, row_mesh
-from blayers_core.engine.diagnose import NUMPYRO_NO_VALID_START, no_valid_start_error
 from blayers_core.engine.dry_run import check_minibatch_latents
 from blayers_core.engine.minibatch import BatchSchedule, EpochTable
 from blayers_core.engine.program import TrainingProgram, get_program
 from blayers_core.engine.program_cache import data_signature, static_key
-from blayers_core.engine.runner import PreparedData, to_device
+from blayers_core.engine.runner import PreparedData, initial_state, to_device
 
 #: Slots a compiled chunk of streamed batches holds at most (``K * B``); ``K`` is capped to it.
 MAX_CHUNK_ROWS = 1 << 18
@@ -126,6 +123,13 @@ def stack_chunk(batches: list[Any], size: int) -> dict[str, Any]:
         "mask": np.stack([b.mask for b in fill]),
         "row_ids": np.stack([b.row_ids for b in fill]),
     }
+
+
+def real_rows(batch: HostBatch, constants: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The real (unpadded) rows of ``batch``: their indices in the data as given, and the
+    model's arguments on them (with ``constants``)."""
+    rows = {k: v[batch.mask] for k, v in batch.rows.items()}
+    return batch.row_ids[batch.mask], {**rows, **constants}
 
 
 class StreamFeed:
@@ -203,9 +207,7 @@ class StreamFeed:
     def batch(self, program: TrainingProgram, step: int) -> tuple[np.ndarray, dict[str, Any]]:
         """``step``'s batch, read again from the stream: the real rows' indices and the
         model's arguments on them."""
-        batch = next(self._batches(step))
-        rows = {k: v[batch.mask] for k, v in batch.rows.items()}
-        return batch.row_ids[batch.mask], {**rows, **self.constants}
+        return real_rows(next(self._batches(step)), self.constants)
 
     def close(self) -> None:
         """Stop the reader and drop what it read ahead."""
@@ -353,14 +355,8 @@ def train_streamed_svi(problem: FitProblem, settings: Any) -> InferenceOutcome:
     host = stack_chunk([first_batch], chunk)
     del host["row_ids"]
     rows = place(host)
-    svi_key = (
-        ("model", id(model)),
-        component_key("loss", vi.loss, getattr(loss, "num_obs", None)),
-        component_key("guide", vi.guide),
-        component_key("optimizer", vi.optimizer, learning_rate_key(vi.learning_rate)),
-    )
     program = _program_for(
-        svi_key,
+        svi_module.program_key(model, vi, loss),
         lambda: SVI(model, guide, optimizer, loss),
         rows,
         constants,
@@ -371,17 +367,14 @@ def train_streamed_svi(problem: FitProblem, settings: Any) -> InferenceOutcome:
     )
     order = np.zeros(0, dtype=np.int64)
     prepared = PreparedData(rows, constants, static, order, n, processes=layout.processes)
-    state = _initial_state(
+    state = initial_state(
         program,
-        rows,
-        constants,
+        prepared,
         init_key,
         shuffle_key,
-        first_batch,
-        stream.constants,
-        model,
         eager=bool(problem.deterministic_sites),
         num_samples=num_samples,
+        first_batch=lambda: real_rows(first_batch, stream.constants),
     )
     finish = svi_module.Finisher(program, prepared, vi, num_samples, local=layout.processes > 1)
 
@@ -481,37 +474,3 @@ def _program_for(
     )
     assert isinstance(program, StreamedTrainingProgram)
     return program
-
-
-def _initial_state(
-    program: StreamedTrainingProgram,
-    rows: Any,
-    constants: Mapping[str, Any],
-    init_key: Array,
-    shuffle_key: Array,
-    first_batch: HostBatch,
-    all_constants: Mapping[str, Any],
-    model: Any,
-    *,
-    eager: bool,
-    num_samples: int,
-) -> SVIState:
-    """The initial state from the first batch of ``rows``; no finite starting point raises
-    :class:`~blayers_core.engine.diagnose.NonFiniteDensityError` naming the site and row."""
-    try:
-        return program.start(
-            init_key, rows, constants, shuffle_key, eager=eager, num_samples=num_samples
-        ).finish()
-    except RuntimeError as error:
-        if NUMPYRO_NO_VALID_START not in str(error):
-            raise
-        mask = first_batch.mask
-        ids = first_batch.row_ids[mask]
-        raise no_valid_start_error(
-            f"the guide's initialisation on the first batch (rows {ids[:10].tolist()})",
-            model,
-            {**{k: v[mask] for k, v in first_batch.rows.items()}, **all_constants},
-            num_rows=len(ids),
-            row_ids=ids,
-            error=error,
-        ) from error

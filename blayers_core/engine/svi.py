@@ -152,12 +152,7 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
         )
 
     sample_key, init_key, shuffle_key = fit_keys(seed)
-    svi_key = (
-        ("model", id(model)),
-        component_key("loss", vi.loss, getattr(loss, "num_obs", None)),
-        component_key("guide", vi.guide),
-        component_key("optimizer", vi.optimizer, learning_rate_key(vi.learning_rate)),
-    )
+    svi_key = program_key(model, vi, loss)
     program: TrainingProgram
     if mesh is None:
         prepared = prepare_data(data, schedule, seed)
@@ -212,6 +207,17 @@ def train_svi(problem: FitProblem, settings: SVISettings) -> InferenceOutcome:
         progress_bar=problem.progress_bar and jax.process_index() == 0,
         checkpointer=checkpointer,
         checkpoint_every=whole_chunks(vi.checkpoint_every, chunk),
+    )
+
+
+def program_key(model: ModelFn, vi: SVISettings, loss: Any) -> tuple[Any, ...]:
+    """What identifies the compiled programs of this model, loss, guide and optimizer (the
+    components by name and config, or by object)."""
+    return (
+        ("model", id(model)),
+        component_key("loss", vi.loss, getattr(loss, "num_obs", None)),
+        component_key("guide", vi.guide),
+        component_key("optimizer", vi.optimizer, learning_rate_key(vi.learning_rate)),
     )
 
 
@@ -313,7 +319,7 @@ def _checkpointer(
     if layout is not None:
         meta["data"] = every_process_fingerprint(meta["data"])
         meta["process_rows"] = list(layout.counts)
-    return Checkpointer(directory, meta, writer=layout is None or jax.process_index() == 0)
+    return Checkpointer(directory, meta, writer=jax.process_index() == 0)
 
 
 def _checkpoint_record(
